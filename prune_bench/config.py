@@ -1,0 +1,140 @@
+"""Config validation (fail fast, one line per problem) and run identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .data import OFFICIAL, SOURCES
+from .errors import ConfigError
+from .models import MODELS
+from .optim import OPTIMIZERS, SCHEDULERS
+from .pruning import PRUNERS
+from .registry import in_range
+
+# Keys that change where or how a run executes, not what it computes: left out of its identity.
+NON_SEMANTIC_KEYS = (
+    "name",
+    "paths",
+    "trainer.device",
+    "trainer.precision",
+    "trainer.channels_last",
+    "trainer.compile",
+    "trainer.cudnn_benchmark",
+    "trainer.progress",
+    "trainer.eval_batch_size",
+    "trainer.checkpoint",
+    "data.root",
+    "data.path",
+    "data.download",
+    "data.sha256",
+)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_choice(problems: list[str], key: str, value, allowed) -> bool:
+    if value not in allowed:
+        problems.append(f"{key}: '{value}' is not allowed; use one of {', '.join(map(str, allowed))}")
+        return False
+    return True
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every problem found, one line each."""
+    problems: list[str] = []
+    _check_choice(problems, "model.name", cfg.model.name, list(MODELS))
+    if _check_choice(problems, "data.name", cfg.data.name, list(OFFICIAL)):
+        _check_choice(problems, "data.source", cfg.data.source, SOURCES)
+    for key in ("train_per_class", "test_per_class"):
+        value = cfg.data.get(key)
+        if value is not None and not _positive_int(value):
+            problems.append(f"data.{key}: must be a positive integer or null, got {value!r}")
+    for group, registry in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("pruner", PRUNERS)):
+        section = cfg[group]
+        if _check_choice(problems, f"{group}.name", section.name, list(registry)):
+            problems += registry[section.name].validate(section)
+    problems += _check_sparsities(cfg.pruner)
+    trainer = cfg.trainer
+    for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+        if key == "eval_batch_size" and trainer[key] == "auto":
+            continue
+        if not _positive_int(trainer[key]):
+            problems.append(f"trainer.{key}: must be a positive integer, got {trainer[key]!r}")
+    problems += in_range(trainer, "label_smoothing", "trainer", 0.0, 1.0)
+    _check_choice(problems, "trainer.precision", trainer.precision, ("auto", "bf16", "fp32"))
+    _check_choice(problems, "trainer.progress", trainer.progress, ("auto", "bar", "lines", "none"))
+    _check_choice(problems, "trainer.channels_last", trainer.channels_last, ("auto", True, False))
+    problems += _check_device(str(trainer.device))
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        problems.append(f"seed: must be an integer >= 0, got {cfg.seed!r}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _check_sparsities(pruner) -> list[str]:
+    """Every pruner key whose name says sparsity (a number or a list) must lie in [0, 1)."""
+    problems = []
+    for key, value in pruner.items():
+        if "sparsity" not in str(key):
+            continue
+        values = list(value) if OmegaConf.is_list(value) else [value]
+        for item in values:
+            if item is None:
+                continue
+            if not isinstance(item, (int, float)) or isinstance(item, bool) or not 0 <= item < 1:
+                problems.append(f"pruner.{key}: sparsity must be in [0, 1), got {item!r}")
+    return problems
+
+
+def _check_device(device: str) -> list[str]:
+    if device in ("auto", "cpu"):
+        return []
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        if not torch.cuda.is_available():
+            return [f"trainer.device: '{device}' requested but no CUDA device is available; use auto or cpu"]
+        return []
+    return [f"trainer.device: '{device}' is not allowed; use auto, cpu, cuda or cuda:N"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.get(key, {})
+    if isinstance(tree, dict):
+        tree.pop(leaf, None)
+
+
+def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict:
+    """The resolved config without execution details (and without the `drop` keys)."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree.pop("hydra", None)
+    for key in NON_SEMANTIC_KEYS + tuple(drop):
+        _drop(tree, key)
+    return tree
+
+
+def config_hash(tree: dict, length: int = 12) -> str:
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def data_fingerprint(info: dict) -> dict:
+    """What identifies the data a run saw, whatever path it was read from."""
+    return {key: info.get(key) for key in ("dataset", "format", "n_train", "n_test")}
+
+
+def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = ()) -> str:
+    return config_hash({"config": semantic_config(cfg, drop), "data": data_fingerprint(data_info)})

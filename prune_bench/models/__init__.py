@@ -1,0 +1,35 @@
+"""Model registry: `build_model(name, num_classes)`; one builder per family, depth as a parameter."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch.nn as nn
+
+from ..errors import ConfigError
+from .cifar_resnet import cifar_resnet
+from .vgg import VGG
+from .wrn import WideResNet
+
+MODELS = {
+    **{f"resnet{depth}": partial(cifar_resnet, depth) for depth in (20, 32, 44, 56, 110, 152)},
+    "resnet50": partial(cifar_resnet, 50, block="bottleneck", shortcut="B"),
+    "vgg16": partial(VGG, 16, batch_norm=False, classifier="mlp"),
+    "vgg16_bn": partial(VGG, 16, batch_norm=True),
+    "vgg19_bn": partial(VGG, 19, batch_norm=True, last_pool="avg"),
+    "wrn28_10": partial(WideResNet, 28, 10),
+}
+
+
+def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
+    """Build a registered model. `options` are the family's keyword arguments
+    (e.g. `shortcut="B"` or `block="bottleneck"` for the CIFAR ResNets)."""
+    if name not in MODELS:
+        raise ConfigError(f"model.name: unknown model '{name}'; allowed: {', '.join(MODELS)}")
+    try:
+        return MODELS[name](num_classes=num_classes, **options)
+    except TypeError as error:
+        raise ConfigError(f"model: bad option for '{name}': {error}") from None
+
+
+__all__ = ["MODELS", "build_model"]

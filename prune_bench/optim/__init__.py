@@ -1,0 +1,57 @@
+"""Optimizer registry. Each entry builds a torch.optim.Optimizer from its config section."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import Component, in_range, positive
+from .schedulers import SCHEDULERS, build_scheduler
+
+
+def _sgd(params, cfg):
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def _adam(params, cfg):
+    kind = torch.optim.AdamW if cfg.decoupled_weight_decay else torch.optim.Adam
+    return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def _check_common(cfg) -> list[str]:
+    problems = positive(cfg, "lr", "optimizer")
+    if "weight_decay" in cfg:
+        problems += in_range(cfg, "weight_decay", "optimizer", 0.0, float("inf"))
+    return problems
+
+
+def _check_sgd(cfg) -> list[str]:
+    problems = _check_common(cfg) + in_range(cfg, "momentum", "optimizer", 0.0, 1.0)
+    if cfg.nesterov and not cfg.momentum > 0:
+        problems.append("optimizer.nesterov: needs optimizer.momentum > 0")
+    return problems
+
+
+def _check_betas(cfg) -> list[str]:
+    betas = list(cfg.betas)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        return [f"optimizer.betas: need two values in [0, 1), got {betas}"]
+    return positive(cfg, "eps", "optimizer")
+
+
+OPTIMIZERS = {
+    "sgd": Component(_sgd, _check_sgd),
+    "adam": Component(_adam, lambda cfg: _check_common(cfg) + _check_betas(cfg)),
+}
+
+
+def build_optimizer(cfg, params) -> torch.optim.Optimizer:
+    if cfg.name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name: unknown optimizer '{cfg.name}'; allowed: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[cfg.name].build(params, cfg)
+
+
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler"]

@@ -1,0 +1,76 @@
+"""Learning-rate schedules, stepped once per iteration (a LambdaLR over the step count)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..registry import Component, in_range
+
+
+def _milestone_steps(cfg, steps_per_epoch: int, epochs: int) -> list[int]:
+    if cfg.get("milestones_unit", "fraction") == "fraction":
+        return [round(m * epochs) * steps_per_epoch for m in cfg.milestones]
+    return [int(m) * steps_per_epoch for m in cfg.milestones]
+
+
+def constant(cfg, steps_per_epoch: int, epochs: int):
+    return lambda step: 1.0
+
+
+def multistep(cfg, steps_per_epoch: int, epochs: int):
+    """lr x gamma at each milestone (an epoch boundary; milestones as fractions of training or epochs)."""
+    boundaries = _milestone_steps(cfg, steps_per_epoch, epochs)
+    return lambda step: cfg.gamma ** sum(step >= b for b in boundaries)
+
+
+def cosine(cfg, steps_per_epoch: int, epochs: int):
+    total = steps_per_epoch * epochs
+    floor = cfg.get("final_factor", 0.0)
+    return lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def grda_piecewise(cfg, steps_per_epoch: int, epochs: int):
+    """gRDA's CIFAR schedule (Chao et al. 2020, authors' code; PAPERS.md section 3): with r = e/E
+    for epoch e of E, factor 1 while r <= hold, then linear down to `final_factor` at r = end,
+    then `final_factor`. `per_epoch` (default, as the authors) holds the factor within an epoch."""
+
+    def factor(step: int) -> float:
+        progress = (step // steps_per_epoch if cfg.per_epoch else step / steps_per_epoch) / epochs
+        if progress <= cfg.hold:
+            return 1.0
+        if progress <= cfg.end:
+            return 1.0 - (1.0 - cfg.final_factor) * (progress - cfg.hold) / (cfg.end - cfg.hold)
+        return cfg.final_factor
+
+    return factor
+
+
+def _check_multistep(cfg) -> list[str]:
+    problems = in_range(cfg, "gamma", "scheduler", 0.0, 1.0, closed_high=True)
+    unit = cfg.get("milestones_unit", "fraction")
+    if unit not in ("fraction", "epoch"):
+        problems.append(f"scheduler.milestones_unit: '{unit}' is not allowed; use fraction or epoch")
+    elif unit == "fraction" and any(not 0 < m < 1 for m in cfg.milestones):
+        problems.append(f"scheduler.milestones: fractions must be in (0, 1), got {list(cfg.milestones)}")
+    return problems
+
+
+def _check_grda(cfg) -> list[str]:
+    if not 0 <= cfg.hold < cfg.end <= 1:
+        return [f"scheduler: need 0 <= hold < end <= 1, got hold={cfg.hold}, end={cfg.end}"]
+    return in_range(cfg, "final_factor", "scheduler", 0.0, 1.0, closed_high=True)
+
+
+SCHEDULERS = {
+    "constant": Component(constant),
+    "multistep": Component(multistep, _check_multistep),
+    "cosine": Component(cosine),
+    "grda_piecewise": Component(grda_piecewise, _check_grda),
+}
+
+
+def build_scheduler(cfg, optimizer, steps_per_epoch: int, epochs: int):
+    factor = SCHEDULERS[cfg.name].build(cfg, steps_per_epoch, epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,235 @@
+"""The training loop, its pruner hook points, evaluation, and checkpoint/resume.
+
+One step: forward -> loss -> backward -> pruner.after_backward -> optimizer.step ->
+pruner.after_step -> scheduler.step. Evaluation and a checkpoint after every epoch.
+Nothing in a step waits on the device: loss, accuracy and a divergence flag accumulate there
+and are read once per epoch (and at progress-bar refreshes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import DeviceData, steps_per_epoch, test_batches, train_batches
+from .errors import CheckpointError
+from .fileio import atomic_torch_save
+from .pruning import Pruner, TrainContext
+
+CHECKPOINT_FORMAT = 1
+REFRESH_EVERY = 50  # steps between progress-bar refreshes (each one syncs with the device)
+
+
+@dataclass
+class FitState:
+    """Everything about progress that a checkpoint must carry besides the tensors."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed optimizer steps
+    history: list = field(default_factory=list)
+    train_seconds: float = 0.0
+    images_seen: int = 0
+    diverged_step: int | None = None
+
+
+@dataclass
+class Runtime:
+    """How to execute (not what to compute)."""
+
+    device: torch.device
+    bf16: bool
+    channels_last: bool
+    eval_batch_size: int
+    progress: str  # bar | lines | none
+
+    @classmethod
+    def from_config(cls, trainer, device: torch.device) -> Runtime:
+        cuda = device.type == "cuda"
+        bf16 = trainer.precision == "bf16" or (trainer.precision == "auto" and cuda)
+        # channels_last is faster on CUDA and, measured here, on CPU too (ResNet-20 training
+        # +23% on 2 cores with oneDNN).
+        channels_last = True if trainer.channels_last == "auto" else bool(trainer.channels_last)
+        # Large evaluation batches suit a GPU; on CPU small ones stay in cache (ResNet-20:
+        # 2200 img/s at 128 vs 1500 at 1000, channels_last, 2 cores).
+        eval_batch_size = trainer.eval_batch_size
+        if eval_batch_size == "auto":
+            eval_batch_size = 1000 if cuda else 128
+        progress = trainer.progress
+        if progress == "auto":
+            progress = "bar" if sys.stderr.isatty() else "lines"
+        return cls(device, bf16, channels_last, eval_batch_size, progress)
+
+    def autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: DeviceData, runtime: Runtime) -> dict:
+    """Test loss and accuracy (%) in large batches, without gradients."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=runtime.device)
+    correct = torch.zeros((), device=runtime.device, dtype=torch.long)
+    for images, labels in test_batches(data, runtime.eval_batch_size, runtime.channels_last):
+        with runtime.autocast():
+            logits = model(images)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
+    model.train(was_training)
+    n = data.test_labels.numel()
+    return {"test_loss": loss_sum.item() / n, "test_acc": 100.0 * correct.item() / n}
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, pruner: Pruner, state: FitState,
+                    run_id: str) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "run_id": run_id,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "pruner": pruner.state_dict(),
+        "architecture": pruner.architecture(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "state": asdict(state),
+    }
+    atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: Path, run_id: str) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}); delete it to start the run again"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has an unknown format; delete it to start the run again")
+    if payload.get("run_id") != run_id:
+        raise CheckpointError(f"checkpoint {path} belongs to run {payload.get('run_id')}, not {run_id}")
+    return payload
+
+
+def restore(payload: dict, model, optimizer, scheduler, pruner: Pruner) -> FitState:
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    pruner.load_state_dict(payload["pruner"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    if payload["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+    return FitState(**payload["state"])
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    pruner: Pruner,
+    ctx: TrainContext,
+    data: DeviceData,
+    trainer,
+    seed: int,
+    augment: bool,
+    runtime: Runtime,
+    state: FitState,
+    checkpoint: Callable[[nn.Module, torch.optim.Optimizer, object, FitState], None] | None = None,
+    rebuild: Callable[[nn.Module], tuple] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, FitState]:
+    """Train from `state` to `trainer.epochs`. Returns the (possibly replaced) model and state."""
+    epochs = trainer.epochs
+    n_steps = steps_per_epoch(data.n_train, trainer.batch_size)
+    train_model = torch.compile(model) if trainer.compile else model
+    bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
+    model.train()
+    for epoch in range(state.epoch, epochs):
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=runtime.device)
+        correct = torch.zeros((), dtype=torch.long, device=runtime.device)
+        seen = 0
+        bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=runtime.progress != "bar", file=sys.stderr)
+        for images, labels in train_batches(data, trainer.batch_size, seed, epoch, augment,
+                                            runtime.channels_last):
+            with runtime.autocast():
+                logits = train_model(images)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            pruner.after_backward(state.step)
+            optimizer.step()
+            replaced = pruner.after_step(state.step)
+            if replaced is not None:  # a structural pruner changed the shapes
+                model = train_model = replaced
+                optimizer, scheduler = rebuild(model)
+                ctx.model, ctx.optimizer = model, optimizer
+            scheduler.step()
+            detached = loss.detach()
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), state.step, bad_step)
+            loss_sum += detached * labels.numel()
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += labels.numel()
+            state.step += 1
+            bar.update(1)
+            if runtime.progress == "bar" and state.step % REFRESH_EVERY == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+                if bad_step.item() >= 0:
+                    break
+        bar.close()
+        elapsed = time.perf_counter() - started
+        if bad_step.item() >= 0:
+            state.diverged_step = int(bad_step.item())
+            log(f"diverged: non-finite loss at step {state.diverged_step} (epoch {epoch + 1}); stopping")
+            break
+        state.train_seconds += elapsed
+        state.images_seen += seen
+        entry = {
+            "epoch": epoch + 1,
+            "step": state.step,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum.item() / seen,
+            "train_acc": 100.0 * correct.item() / seen,
+            "images_per_s": seen / elapsed,
+        }
+        if (epoch + 1) % trainer.eval_every == 0 or epoch + 1 == epochs:
+            entry.update(evaluate(train_model, data, runtime))
+        achieved = pruner.report().get("achieved")
+        if achieved is not None:
+            entry["sparsity"] = achieved
+        entry["seconds"] = time.perf_counter() - started
+        state.history.append(entry)
+        state.epoch = epoch + 1
+        log(_epoch_line(entry, epochs))
+        if checkpoint is not None:
+            checkpoint(model, optimizer, scheduler, state)
+    return model, state
+
+
+def _epoch_line(entry: dict, epochs: int) -> str:
+    parts = [
+        f"epoch {entry['epoch']}/{epochs}",
+        f"loss {entry['train_loss']:.4f}",
+        f"train {entry['train_acc']:.2f}%",
+    ]
+    if "test_acc" in entry:
+        parts.append(f"test {entry['test_acc']:.2f}%")
+    if "sparsity" in entry:
+        parts.append(f"sparsity {100 * entry['sparsity']:.2f}%")
+    parts += [f"lr {entry['lr']:.4g}", f"{entry['images_per_s']:.0f} img/s", f"{entry['seconds']:.1f}s"]
+    return "  ".join(parts)
+

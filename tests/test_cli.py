@@ -1,0 +1,112 @@
+"""The CLI as a new user meets it: one-line errors, no half-written runs, run/list/table."""
+
+import json
+import zipfile
+
+import pytest
+
+from conftest import run_cli
+
+
+def tiny(tmp_path, *extra):
+    return ["run", "data=synthetic", "data.synthetic.train_size=100", "data.synthetic.test_size=50",
+            "trainer.epochs=1", "trainer.batch_size=50", "scheduler=constant", "trainer.progress=none",
+            f"paths.runs_dir={tmp_path / 'runs'}", f"paths.data_root={tmp_path / 'data'}", *extra]
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "junk.tar.gz").write_bytes(b"\x1f\x8b\x08 this is not a tarball")
+    return folder
+
+
+BAD_INPUTS = [
+    (["model=resnet57"], "model=resnet57: unknown option; allowed: resnet110"),
+    (["model.name=resnet57"], "model.name: 'resnet57' is not allowed; use one of resnet20"),
+    (["optimizer=adamx"], "optimizer=adamx: unknown option; allowed: adam"),
+    (["data.name=cifar1000"], "data.name: 'cifar1000' is not allowed; use one of cifar10, cifar100"),
+    (["+exp=nope"], "exp=nope: unknown option; allowed:"),
+    (["optimizer.lr=-0.1"], "optimizer.lr: must be a number > 0, got -0.1"),
+    (["optimizer.lr=0"], "optimizer.lr: must be a number > 0, got 0"),
+    (["trainer.epochs=0"], "trainer.epochs: must be a positive integer, got 0"),
+    (["+pruner.sparsity=1.0"], "pruner.sparsity: sparsity must be in [0, 1), got 1.0"),
+    (["+pruner.sparsity=-0.1"], "pruner.sparsity: sparsity must be in [0, 1), got -0.1"),
+    (["data.source=auto", "data.path=/nonexistent/cifar.tar.gz"], "data.path: /nonexistent/cifar.tar.gz does not exist"),
+    (["data.source=auto", "data.path={bad}/junk.tar.gz"], "is not a readable tarball"),
+    (["data.source=official", "data.download=false"], "not found and data.download=false; set data.path"),
+    (["trainer.device=cuda:0"], "trainer.device: 'cuda:0' requested but no CUDA device is available"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_INPUTS, ids=[" ".join(e) for e, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, bad_data, extra, message):
+    extra = [e.replace("{bad}", str(bad_data)) for e in extra]
+    result = run_cli(tiny(tmp_path, *extra), cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("prune-bench: error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not list((tmp_path / "runs").glob("*/record.json")) and not list((tmp_path / "runs").glob("*/checkpoint.pt"))
+
+
+def test_checksum_mismatch_of_a_local_copy(tmp_path):
+    import tarfile
+
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in range(10):
+            (tmp_path / "imgs" / split / f"c{label}").mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(tmp_path / "imgs" / split / f"c{label}" / "0.png")
+    with tarfile.open(tmp_path / "imgs.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "imgs", arcname="imgs")
+    result = run_cli(tiny(tmp_path, "data.source=folder", f"data.path={tmp_path / 'imgs.tar.gz'}",
+                          "data.sha256=" + "0" * 64), cwd=tmp_path)
+    assert result.returncode == 2 and "data.sha256: checksum mismatch" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_then_rerun_then_table(tmp_path):
+    first = run_cli(tiny(tmp_path), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "finished resnet20 / sgd / none on cifar10-synthetic seed 1: test" in first.stdout
+    again = run_cli(tiny(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0 and "already done: finished" in again.stdout and "epoch 1/1" not in again.stdout
+    record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
+    assert record["status"] == "finished" and record["params"] == 269_722
+    assert set(record["versions"]) >= {"torch", "python", "prune_bench"}
+    table = run_cli(["table", "baselines", "--runs-dir", str(tmp_path / "runs"),
+                     "--results-dir", str(tmp_path / "results")], cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "| cifar10-synthetic | 1 | resnet20 |" in table.stdout
+    assert (tmp_path / "results" / "baselines.csv").is_file()
+
+
+def test_list_shows_experiments_and_tables(tmp_path):
+    result = run_cli(["list"], cwd=tmp_path)
+    assert result.returncode == 0
+    assert "smoke" in result.stdout and "baselines" in result.stdout
+
+
+def test_unknown_command_and_table(tmp_path):
+    result = run_cli(["frobnicate"], cwd=tmp_path)
+    assert result.returncode == 2 and "unknown command 'frobnicate'" in result.stderr
+    (tmp_path / "runs").mkdir()
+    result = run_cli(["table", "nope", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown table 'nope'" in result.stderr
+
+
+def test_the_wheel_ships_the_config_tree_and_published_numbers(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(repo)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("prune_bench-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"prune_bench/conf/config.yaml", "prune_bench/conf/exp/smoke.yaml",
+            "prune_bench/conf/table/baselines.yaml", "prune_bench/published/baselines.csv"} <= names

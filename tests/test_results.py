@@ -1,0 +1,75 @@
+import math
+
+import pandas as pd
+import pytest
+
+from prune_bench import results
+from prune_bench.errors import ConfigError
+
+SPEC = {
+    "title": "test table",
+    "where": {"config.pruner.name": "none"},
+    "rows": {"model": "config.model.name"},
+    "columns": {"acc": "metrics.test_acc", "params": "params"},
+    "published": {"columns": ["acc"]},
+    "plot": {"kind": "scatter", "x": "params", "y": "acc"},
+}
+
+
+def record(model, acc, seed, data="cifar10-official", epochs=164, pruner="none", status="finished"):
+    return {
+        "status": status,
+        "config": {"model": {"name": model}, "pruner": {"name": pruner}, "seed": seed, "trainer": {"epochs": epochs}},
+        "data": {"label": data},
+        "metrics": {"test_acc": acc},
+        "params": 1000,
+    }
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    folder = tmp_path / "published"
+    folder.mkdir()
+    pd.DataFrame({"model": ["resnet20", "resnet56"], "acc": [91.25, 93.03], "source": ["paper", "paper"]}).to_csv(
+        folder / "demo.csv", index=False)
+    monkeypatch.setattr(results, "published_dir", lambda: folder)
+    return folder
+
+
+def test_cells_aggregate_seeds_and_sit_beside_the_published_numbers(published):
+    records = [
+        record("resnet20", 90.0, 1), record("resnet20", 92.0, 2),  # one cell, n = 2
+        record("resnet20", 80.0, 1, data="cifar10-jpeg"),  # another data source: its own row
+        record("resnet20", 10.0, 3, status="diverged"),  # not finished: ignored
+        record("resnet20", 10.0, 4, pruner="magnitude"),  # filtered out by `where`
+    ]
+    table = results.build_table("demo", SPEC, records)
+    official = table[(table["model"] == "resnet20") & (table["data"] == "cifar10-official")].iloc[0]
+    assert official["acc"] == 91.0 and official["acc_std"] == pytest.approx(math.sqrt(2))
+    assert official["n"] == 2 and official["acc_paper"] == 91.25 and official["acc_diff"] == pytest.approx(-0.25)
+    jpeg = table[table["data"] == "cifar10-jpeg"].iloc[0]
+    assert jpeg["acc"] == 80.0 and math.isnan(jpeg["acc_std"]) and jpeg["n"] == 1
+    paper_only = table[table["model"] == "resnet56"].iloc[0]  # published, no runs yet
+    assert paper_only["n"] == 0 and paper_only["acc_paper"] == 93.03 and math.isnan(paper_only["acc"])
+    text = results.to_markdown(table, SPEC)
+    assert "| cifar10-official | 164 | resnet20 | 91.00 ± 1.41 | 91.25 | -0.25 |" in text
+
+
+def test_write_table_and_plot(tmp_path, published, monkeypatch):
+    runs = tmp_path / "runs"
+    for i, (model, acc) in enumerate([("resnet20", 90.0), ("resnet56", 92.5)]):
+        (runs / f"r{i}").mkdir(parents=True)
+        (runs / f"r{i}" / "record.json").write_text(__import__("json").dumps(record(model, acc, 1)))
+    (runs / "broken").mkdir()
+    (runs / "broken" / "record.json").write_text("{not json")
+    monkeypatch.setattr(results, "load_table_spec", lambda name: SPEC)
+    table, path, text = results.write_table("demo", runs, tmp_path / "out")
+    assert path.read_text().splitlines()[0].startswith("data,epochs,model,acc,acc_std,acc_paper,acc_diff")
+    assert len(table) == 2 and "published: paper" in text
+    png = results.write_plot("demo", runs, tmp_path / "out")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_table_names_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown table 'nope'; allowed: .*baselines"):
+        results.load_table_spec("nope")
