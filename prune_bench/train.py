@@ -135,6 +135,20 @@ def restore(payload: dict, model, optimizer, scheduler, pruner: Pruner) -> FitSt
     return FitState(**payload["state"])
 
 
+def train_step(model, optimizer, pruner: Pruner, images, labels, step: int, runtime: Runtime,
+               label_smoothing: float = 0.0):
+    """forward -> loss -> backward -> pruner.after_backward -> optimizer.step -> pruner.after_step.
+    Returns the logits, the loss and whatever after_step handed back (a new model or None)."""
+    with runtime.autocast():
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    pruner.after_backward(step)
+    optimizer.step()
+    return logits, loss, pruner.after_step(step)
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -166,14 +180,8 @@ def fit(
                    disable=runtime.progress != "bar", file=sys.stderr)
         for images, labels in train_batches(data, trainer.batch_size, seed, epoch, augment,
                                             runtime.channels_last):
-            with runtime.autocast():
-                logits = train_model(images)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            pruner.after_backward(state.step)
-            optimizer.step()
-            replaced = pruner.after_step(state.step)
+            logits, loss, replaced = train_step(train_model, optimizer, pruner, images, labels,
+                                                state.step, runtime, trainer.label_smoothing)
             if replaced is not None:  # a structural pruner changed the shapes
                 model = train_model = replaced
                 optimizer, scheduler = rebuild(model)

@@ -1,0 +1,136 @@
+"""Speed benchmarks. Each prints absolute figures and ratios measured in this one run (same
+process, same machine), so a ratio holds even where absolute speed differs.
+
+    python scripts/bench.py                    # all benchmarks on the default device
+    python scripts/bench.py loop --device cuda # one benchmark
+    python scripts/bench.py --list
+
+Add a benchmark: a function `bench_<name>(args)` decorated with @benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from prune_bench.data import DeviceData, synthetic_arrays, train_batches
+from prune_bench.models import build_model
+from prune_bench.pruning import NoPruner
+from prune_bench.train import Runtime, train_step
+
+BENCHMARKS: dict[str, Callable] = {}
+
+
+def benchmark(fn: Callable) -> Callable:
+    BENCHMARKS[fn.__name__.removeprefix("bench_")] = fn
+    return fn
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device, calls: int, warmup: int = 3,
+                     repeats: int = 3) -> float:
+    """Median over `repeats` blocks of `calls` calls, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    blocks = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+        blocks.append((time.perf_counter() - started) / calls)
+    return statistics.median(blocks)
+
+
+def synthetic_device_data(n: int, device: torch.device) -> DeviceData:
+    arrays = synthetic_arrays(10, n, 100, seed=0)
+    mean, std = arrays.channel_stats()
+
+    def tensor(images):
+        return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+
+    return DeviceData(
+        tensor(arrays.train_images), torch.from_numpy(arrays.train_labels).to(device),
+        tensor(arrays.test_images), torch.from_numpy(arrays.test_labels).to(device),
+        torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+        torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+        10, arrays.classes,
+    )
+
+
+def runtime_for(device: torch.device) -> Runtime:
+    return Runtime(device, bf16=device.type == "cuda", channels_last=True, eval_batch_size=1000,
+                   progress="none")
+
+
+def endless_batches(data: DeviceData, batch_size: int):
+    epoch = 0
+    while True:
+        yield from train_batches(data, batch_size, seed=0, epoch=epoch, channels_last=True)
+        epoch += 1
+
+
+@benchmark
+def bench_loop(args) -> None:
+    """Our training step (device-side augmentation + train_step with no pruner) against a bare
+    PyTorch step on one fixed, pre-normalised batch: the loop's own overhead."""
+    device, runtime = args.device, runtime_for(args.device)
+    data = synthetic_device_data(2048, device)
+    torch.manual_seed(0)
+    model = build_model(args.model).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    batches = endless_batches(data, args.batch_size)
+    fixed_images, fixed_labels = next(batches)
+    pruner = NoPruner()
+
+    def bare():
+        with runtime.autocast():
+            loss = F.cross_entropy(model(fixed_images).float(), fixed_labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def ours():
+        images, labels = next(batches)
+        train_step(model, optimizer, pruner, images, labels, 0, runtime)
+
+    bare_s = seconds_per_call(bare, device, args.steps)
+    ours_s = seconds_per_call(ours, device, args.steps)
+    print(f"loop [{args.model}, batch {args.batch_size}, {device}]: bare step {1e3 * bare_s:.1f} ms "
+          f"({args.batch_size / bare_s:.0f} img/s), ours {1e3 * ours_s:.1f} ms "
+          f"({args.batch_size / ours_s:.0f} img/s); ours / bare = {ours_s / bare_s:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per block")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args()
+    if args.list:
+        for name, fn in BENCHMARKS.items():
+            print(f"{name:<16} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return
+    args.device = torch.device(args.device)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks {sorted(unknown)}; allowed: {', '.join(BENCHMARKS)}")
+    for name in args.names or BENCHMARKS:
+        BENCHMARKS[name](args)
+
+
+if __name__ == "__main__":
+    main()
