@@ -28,6 +28,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.progress",
     "trainer.eval_batch_size",
     "trainer.checkpoint",
+    "trainer.save_model",
     "data.root",
     "data.path",
     "data.download",

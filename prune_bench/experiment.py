@@ -1,5 +1,10 @@
 """One run, end to end: validate -> data -> identity -> (finished? print) -> build -> resume
--> fit -> pruner.finish -> evaluate -> record.json (atomic) -> one-line summary."""
+-> fit -> pruner.finish -> (fine-tune) -> evaluate -> record.json (atomic) -> one-line summary.
+
+Pruners that act only after training (one-shot) share the trained dense model: it lives in
+runs/.trained/<hash of the config without its pruner section>, trained once under a file lock,
+so a sweep over pruning levels trains once and prunes many times, even with concurrent jobs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,21 +23,39 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .config import resolve_device, run_identity, validate
-from .data import data_label, load_data, steps_per_epoch
-from .errors import PruneBenchError
+from .data import DeviceData, data_label, load_data, steps_per_epoch
+from .errors import CheckpointError, PruneBenchError
 from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text
 from .metrics import conv_linear_weights, count_params_macs, sparsity_summary
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
-from .pruning import TrainContext, build_pruner
+from .pruning import NoPruner, Pruner, TrainContext, build_pruner
 from .train import FitState, Runtime, evaluate, fit, load_checkpoint, restore, save_checkpoint
 
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"
+TRAINED = "trained.pt"  # a finished shared training: final weights and its FitState
+
+
+@dataclass
+class Trained:
+    model: torch.nn.Module
+    state: FitState
+    ctx: TrainContext
+    resumed_after: int  # epochs already done when this process started (0: from scratch)
+    shared_dir: Path | None = None  # where a shared dense training lives
+    reused: bool = False  # the shared training was already finished
 
 
 def run_label(cfg: DictConfig) -> str:
-    return cfg.name or f"{cfg.model.name}_{cfg.optimizer.name}_{cfg.pruner.name}"
+    """The directory prefix says what ran (an experiment's name may no longer, after overrides)."""
+    return f"{cfg.model.name}_{cfg.optimizer.name}_{cfg.pruner.name}"
+
+
+def _lock(runs_dir: Path, name: str) -> FileLock:
+    lock_dir = runs_dir / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock_dir / f"{name}.lock"))
 
 
 def run(cfg: DictConfig, log=print) -> dict:
@@ -45,23 +69,40 @@ def run(cfg: DictConfig, log=print) -> dict:
     run_id = run_identity(cfg, data.info)
     runs_dir = Path(os.path.expanduser(str(cfg.paths.runs_dir)))
     run_dir = runs_dir / f"{run_label(cfg)}-{run_id}"
-    lock_dir = runs_dir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / f"{run_dir.name}.lock")):  # one process per run at a time
+    with _lock(runs_dir, run_dir.name):  # one process per run at a time
         record_path = run_dir / RECORD
         if record_path.is_file():
             record = json.loads(record_path.read_text())
             log(f"already done: {summary(record)}")
             return record
-        return _train_and_record(cfg, data, device, run_id, run_dir, log)
+        started = time.perf_counter()
+        runtime = Runtime.from_config(cfg.trainer, device)
+        pruner = build_pruner(cfg.pruner)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if pruner.acts_during_training:
+            trained = train(cfg, data, runtime, pruner, run_dir, run_id, log)
+        else:
+            train_id = run_identity(cfg, data.info, drop=("pruner",))
+            shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
+            with _lock(runs_dir, f"trained-{train_id}"):  # concurrent sweep jobs train it once
+                trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True)
+            pruner.start(trained.ctx)
+        return _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
 
 
-def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dict:
-    started = time.perf_counter()
-    runtime = Runtime.from_config(cfg.trainer, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+def _model_options(model_cfg) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if k != "name"}
 
+
+def _to_device(model, runtime: Runtime):
+    model = model.to(runtime.device)
+    return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
+
+
+def train(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, directory: Path, run_id: str,
+          log, shared: bool = False) -> Trained:
+    """Train (or resume, or for a finished shared training just load) the model in `directory`."""
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = _to_device(build_model(cfg.model.name, data.num_classes, **_model_options(cfg.model)), runtime)
     n_steps = steps_per_epoch(data.n_train, cfg.trainer.batch_size)
@@ -71,12 +112,17 @@ def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dic
         return new_optimizer, build_scheduler(cfg.scheduler, new_optimizer, n_steps, cfg.trainer.epochs)
 
     optimizer, scheduler = rebuild(model)
-    pruner = build_pruner(cfg.pruner)
-    ctx = TrainContext(model, optimizer, data, n_steps, n_steps * cfg.trainer.epochs, cfg.seed, device)
-    pruner.start(ctx)
+    ctx = TrainContext(model, optimizer, data, n_steps, n_steps * cfg.trainer.epochs, cfg.seed, runtime.device)
+    if shared and (directory / TRAINED).is_file():
+        payload = _load(directory / TRAINED, run_id)
+        model.load_state_dict(payload["model"])
+        log(f"reusing the trained model in {directory} (trained once; pruning only)")
+        return Trained(model, FitState(**payload["state"]), ctx, 0, directory, reused=True)
 
+    pruner.start(ctx)
+    directory.mkdir(parents=True, exist_ok=True)
     state = FitState()
-    checkpoint_path = run_dir / CHECKPOINT
+    checkpoint_path = directory / CHECKPOINT
     if checkpoint_path.is_file():
         payload = load_checkpoint(checkpoint_path, run_id)
         if payload.get("architecture"):
@@ -84,22 +130,58 @@ def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dic
             optimizer, scheduler = rebuild(model)
             ctx.model, ctx.optimizer = model, optimizer
         state = restore(payload, model, optimizer, scheduler, pruner)
-        log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.trainer.epochs}")
+        log(f"resuming {directory} after epoch {state.epoch} of {cfg.trainer.epochs}")
     resumed_after = state.epoch
 
     def checkpoint(model_now, optimizer_now, scheduler_now, state_now):
         if cfg.trainer.checkpoint:
             save_checkpoint(checkpoint_path, model_now, optimizer_now, scheduler_now, pruner, state_now, run_id)
 
-    log(f"run {run_dir}: {cfg.model.name} / {cfg.optimizer.name} / {cfg.pruner.name} on "
-        f"{data.info['label']} ({data.n_train} train images), {cfg.trainer.epochs} epochs, "
-        f"device {device}{' bf16' if runtime.bf16 else ''}")
+    log(f"{'training (shared) in' if shared else 'run'} {directory}: {cfg.model.name} / {cfg.optimizer.name} / "
+        f"{cfg.pruner.name} on {data.info['label']} ({data.n_train} train images), "
+        f"{cfg.trainer.epochs} epochs, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
     model, state = fit(
         model, optimizer, scheduler, pruner, ctx, data, cfg.trainer, cfg.seed, bool(cfg.data.augment),
         runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log,
     )
+    if shared:
+        atomic_torch_save({"run_id": run_id, "model": model.state_dict(), "state": asdict(state)},
+                          directory / TRAINED)
+        checkpoint_path.unlink(missing_ok=True)
+    return Trained(model, state, ctx, resumed_after, directory if shared else None)
 
+
+def _load(path: Path, run_id: str) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}); delete it to train again") from None
+    if payload.get("run_id") != run_id:
+        raise CheckpointError(f"{path} belongs to {payload.get('run_id')}, not {run_id}; delete it to train again")
+    return payload
+
+
+def finetune(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, model, log) -> FitState:
+    """Train `pruner.finetune_epochs` more epochs with the pruner's hooks active (a mask pruner
+    holds its mask): a fresh optimizer at lr x finetune_lr_factor, constant schedule."""
+    epochs = pruner.finetune_epochs
+    optimizer_cfg = OmegaConf.merge(cfg.optimizer, {"lr": cfg.optimizer.lr * cfg.pruner.finetune_lr_factor})
+    optimizer = build_optimizer(optimizer_cfg, model.parameters())
+    n_steps = steps_per_epoch(data.n_train, cfg.trainer.batch_size)
+    scheduler = build_scheduler(OmegaConf.create({"name": "constant"}), optimizer, n_steps, epochs)
+    pruner.ctx.optimizer = optimizer
+    trainer = OmegaConf.merge(cfg.trainer, {"epochs": epochs, "eval_every": 1})
+    log(f"fine-tuning {epochs} epochs at lr {optimizer_cfg.lr:g} with the mask held")
+    _, state = fit(model, optimizer, scheduler, pruner, pruner.ctx, data, trainer, cfg.seed + 1,
+                   bool(cfg.data.augment), runtime, FitState(), log=log)
+    return state
+
+
+def _finish_and_record(cfg, data, runtime, pruner: Pruner, trained: Trained, run_id: str,
+                       run_dir: Path, started: float, log) -> dict:
+    state, model = trained.state, trained.model
     metrics = _history_metrics(state)
+    finetune_history = None
     status = "finished"
     if state.diverged_step is not None:
         status = "diverged"
@@ -108,9 +190,11 @@ def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dic
             return evaluate(candidate, data, runtime)
 
         metrics.update(pruner.finish(evaluate_model))
+        model = pruner.ctx.model if hasattr(pruner, "ctx") else model
+        if pruner.finetune_epochs:
+            finetune_history = finetune(cfg, data, runtime, pruner, model, log).history
         if cfg.pruner.name != "none":  # the pruner may have changed the weights after training
-            metrics.update(evaluate_model(ctx.model))
-            model = ctx.model
+            metrics.update(evaluate_model(model))
     report = pruner.report()
     sparsity = _sparsity(model, pruner, report)
     params, macs = count_params_macs(model)
@@ -119,7 +203,7 @@ def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dic
         "status": status,
         "run_id": run_id,
         "run_dir": str(run_dir),
-        "name": run_label(cfg),
+        "name": cfg.name or run_label(cfg),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": data.info,
         "metrics": metrics,
@@ -131,13 +215,16 @@ def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dic
         "macs": macs,
         "macs_sparse": sparse_macs,
         "history": state.history,
+        "finetune_history": finetune_history,
+        "trained_in": str(trained.shared_dir) if trained.shared_dir else None,
         "timing": {
             "train_s": state.train_seconds,
             "wall_s_this_process": time.perf_counter() - started,
             "images_per_s": state.images_seen / state.train_seconds if state.train_seconds else None,
-            "resumed_after_epoch": resumed_after or None,
+            "resumed_after_epoch": trained.resumed_after or None,
+            "reused_trained_model": trained.reused,
         },
-        "device": _device_info(device, runtime, cfg.trainer),
+        "device": _device_info(runtime, cfg.trainer),
         "versions": _versions(),
         "git_sha": _git_sha(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -146,18 +233,9 @@ def _train_and_record(cfg, data, device, run_id: str, run_dir: Path, log) -> dic
         atomic_torch_save({"model": model.state_dict(), "architecture": pruner.architecture()},
                           run_dir / "model.pt")
     atomic_write_json(run_dir / RECORD, record)
-    checkpoint_path.unlink(missing_ok=True)  # the record (and model.pt) supersede it
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the record (and model.pt) supersede it
     log(summary(record))
     return record
-
-
-def _to_device(model, runtime: Runtime):
-    model = model.to(runtime.device)
-    return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
-
-
-def _model_options(model_cfg) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if k != "name"}
 
 
 def _history_metrics(state: FitState) -> dict:
@@ -193,8 +271,9 @@ def _sparsity(model, pruner, report: dict) -> dict:
     return summary_
 
 
-def _device_info(device: torch.device, runtime: Runtime, trainer) -> dict:
-    info = {
+def _device_info(runtime: Runtime, trainer) -> dict:
+    device = runtime.device
+    return {
         "type": device.type,
         "name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "bf16": runtime.bf16,
@@ -202,7 +281,6 @@ def _device_info(device: torch.device, runtime: Runtime, trainer) -> dict:
         "compile": bool(trainer.compile),
         "cpu_threads": torch.get_num_threads(),
     }
-    return info
 
 
 def _versions() -> dict:
@@ -250,6 +328,8 @@ def summary(record: dict) -> str:
         size += f", sparsity {100 * sparsity['prunable']:.2f}% (all params {100 * sparsity['all']:.2f}%)"
     timing = record["timing"]
     speed = f"{timing['train_s']:.0f}s training"
+    if timing.get("reused_trained_model"):
+        speed += " (earlier, shared)"
     if timing.get("images_per_s"):
         speed += f", {timing['images_per_s']:.0f} img/s"
     return f"{head}: {result} | {size} | {speed} | {Path(record['run_dir']) / RECORD}"

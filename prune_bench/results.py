@@ -7,6 +7,8 @@ A table is described by conf/table/<name>.yaml:
     where: {config.pruner.name: magnitude}      # keep records whose dotted keys match
     rows: {model: config.model.name}            # cell keys: column -> dotted record key
     columns: {acc: metrics.test_acc}            # measured values, mean ± std over a cell's runs
+    unique: [config.seed]      # optional: a cell's records that agree on these keys are one
+                               # sample (merged column by column), e.g. runs sharing one training
     published: {columns: [acc]}                 # compare with results/published/<name>.csv
     plot: {kind: lines, x: {acc_p0: 0, ...}, xlabel: ..., ylabel: ...}   # or kind: scatter, x: col, y: col
 
@@ -83,9 +85,13 @@ def records_frame(spec: dict, records: list[dict]) -> pd.DataFrame:
             continue
         row = {name: lookup(record, key) for name, key in {**IMPLICIT_KEYS, **spec["rows"]}.items()}
         row.update({name: lookup(record, key) for name, key in spec["columns"].items()})
+        row.update({f"unique:{key}": lookup(record, key) for key in spec.get("unique", [])})
         rows.append(row)
-    columns = [*IMPLICIT_KEYS, *spec["rows"], *spec["columns"]]
-    return pd.DataFrame(rows, columns=columns)
+    unique = [f"unique:{key}" for key in spec.get("unique", [])]
+    frame = pd.DataFrame(rows, columns=[*IMPLICIT_KEYS, *spec["rows"], *spec["columns"], *unique])
+    if unique:  # one sample per unique key: the first non-empty value of each column
+        frame = frame.groupby([*IMPLICIT_KEYS, *spec["rows"], *unique], dropna=False, sort=False).first().reset_index()
+    return frame.drop(columns=unique)
 
 
 def load_published(name: str, spec: dict) -> pd.DataFrame | None:

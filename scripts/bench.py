@@ -111,6 +111,33 @@ def bench_loop(args) -> None:
           f"({args.batch_size / ours_s:.0f} img/s); ours / bare = {ours_s / bare_s:.3f}")
 
 
+@benchmark
+def bench_sga(args) -> None:
+    """StochGradAdam vs torch.optim.Adam: the optimizer step alone and the whole training step."""
+    from prune_bench.optim import StochGradAdam
+
+    device, runtime = args.device, runtime_for(args.device)
+    data = synthetic_device_data(1024, device)
+    images, labels = next(endless_batches(data, args.batch_size))
+    torch.manual_seed(0)
+    model = build_model(args.model).to(device, memory_format=torch.channels_last)
+    F.cross_entropy(model(images), labels).backward()  # gradients for the step-only timing
+    generator = torch.Generator(device=device).manual_seed(0)
+    optimizers = {
+        "adam": torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True),
+        "sga": StochGradAdam(model.parameters(), lr=1e-3, sampling_rate=0.8, generator=generator),
+    }
+    pruner = NoPruner()
+    step_s, full_s = {}, {}
+    for name, optimizer in optimizers.items():
+        step_s[name] = seconds_per_call(optimizer.step, device, args.steps * 5)
+        full_s[name] = seconds_per_call(
+            lambda o=optimizer: train_step(model, o, pruner, images, labels, 0, runtime), device, args.steps)
+    print(f"sga [{args.model}, {device}]: optimizer step adam {1e3 * step_s['adam']:.2f} ms, "
+          f"sga {1e3 * step_s['sga']:.2f} ms (sga / adam = {step_s['sga'] / step_s['adam']:.2f}); "
+          f"training step sga / adam = {full_s['sga'] / full_s['adam']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

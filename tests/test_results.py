@@ -73,3 +73,14 @@ def test_write_table_and_plot(tmp_path, published, monkeypatch):
 def test_unknown_table_names_the_known_ones():
     with pytest.raises(ConfigError, match="unknown table 'nope'; allowed: .*baselines"):
         results.load_table_spec("nope")
+
+
+def test_unique_keys_merge_runs_that_share_one_sample(published):
+    spec = {**SPEC, "unique": ["config.seed"],
+            "columns": {"acc": "metrics.test_acc", "acc_p10": "metrics.levels.p10"}}
+    both_levels = record("resnet20", 90.0, 1)
+    both_levels["metrics"]["levels"] = {"p10": 80.0}
+    records = [record("resnet20", 90.0, 1), both_levels, record("resnet20", 92.0, 2)]
+    row = results.build_table("demo", spec, records).query("model == 'resnet20'").iloc[0]
+    assert row["n"] == 2  # seed 1's two records are one sample
+    assert row["acc"] == 91.0 and row["acc_p10"] == 80.0  # merged column by column

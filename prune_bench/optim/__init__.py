@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from ..errors import ConfigError
 from ..registry import Component, in_range, positive
 from .schedulers import SCHEDULERS, build_scheduler
+from .stochgradadam import MASKED_MOMENTS, StochGradAdam
 
 
 def _sgd(params, cfg):
@@ -19,6 +22,33 @@ def _sgd(params, cfg):
 def _adam(params, cfg):
     kind = torch.optim.AdamW if cfg.decoupled_weight_decay else torch.optim.Adam
     return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose, distinct from the run seed itself (which seeds the initial
+    weights through the global generator), so the two random streams do not coincide."""
+    return int(hashlib.sha256(f"{purpose}:{seed}".encode()).hexdigest()[:15], 16)
+
+
+def _sga(params, cfg):
+    params = list(params)
+    generator = torch.Generator(device=params[0].device)
+    generator.manual_seed(derived_seed(cfg.seed, "stochgradadam"))
+    return StochGradAdam(
+        params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, sampling_rate=cfg.sampling_rate,
+        weight_decay=cfg.weight_decay, generator=generator,
+        decoupled_weight_decay=cfg.decoupled_weight_decay, masked_moments=cfg.masked_moments,
+    )
+
+
+def _check_sga(cfg) -> list[str]:
+    problems = _check_common(cfg) + _check_betas(cfg)
+    problems += in_range(cfg, "sampling_rate", "optimizer", 0.0, 1.0, closed_high=True)
+    if cfg.sampling_rate == 0:
+        problems.append("optimizer.sampling_rate: must be > 0 (0 would never update)")
+    if cfg.masked_moments not in MASKED_MOMENTS:
+        problems.append(f"optimizer.masked_moments: '{cfg.masked_moments}' is not allowed; use one of {', '.join(MASKED_MOMENTS)}")
+    return problems
 
 
 def _check_common(cfg) -> list[str]:
@@ -45,6 +75,7 @@ def _check_betas(cfg) -> list[str]:
 OPTIMIZERS = {
     "sgd": Component(_sgd, _check_sgd),
     "adam": Component(_adam, lambda cfg: _check_common(cfg) + _check_betas(cfg)),
+    "sga": Component(_sga, _check_sga),
 }
 
 
@@ -54,4 +85,4 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     return OPTIMIZERS[cfg.name].build(params, cfg)
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler"]
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "StochGradAdam", "build_optimizer", "build_scheduler"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..registry import Component
 from .base import NoPruner, Pruner, TrainContext
+from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 
 PRUNERS = {
     "none": Component(lambda cfg: NoPruner()),
+    "magnitude": MAGNITUDE,
 }
 
 
@@ -18,4 +20,4 @@ def build_pruner(cfg) -> Pruner:
     return PRUNERS[cfg.name].build(cfg)
 
 
-__all__ = ["PRUNERS", "MaskSet", "NoPruner", "Pruner", "TrainContext", "build_pruner", "select_prunable"]
+__all__ = ["PRUNERS", "MaskSet", "magnitude_masks", "NoPruner", "Pruner", "TrainContext", "build_pruner", "select_prunable"]

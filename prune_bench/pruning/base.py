@@ -35,6 +35,10 @@ class Pruner:
     """
 
     name = "none"
+    # False for pruners that only act after training (one-shot): the runner then trains the
+    # dense model once per training config and shares it between their runs.
+    acts_during_training = True
+    finetune_epochs = 0  # > 0: after finish(), train this many epochs more, hooks still active
 
     def start(self, ctx: TrainContext) -> None:
         self.ctx = ctx

@@ -1,0 +1,165 @@
+"""One-shot magnitude pruning after training, without fine-tuning (Yun 2024; PAPERS.md
+section 1): psi = sorted(|W|)[ceil(P/100 * |W|)] and weights with |w| < psi are set to zero,
+at each level P, on a copy of the trained weights, then the test accuracy is measured.
+
+Options (PAPERS.md leaves them open):
+- scope: global (default; one threshold over all prunable tensors) | layer (per tensor);
+- ties: exact_k (default: exactly k = ceil(P * n) weights pruned, ties at the threshold broken
+  by position) | threshold (the literal rule: prune |w| < psi, so ties at psi survive);
+- which tensors: conv and linear weights (default), no BN, no biases.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+
+from ..registry import Component
+from .base import Pruner
+from .masks import MaskSet, select_prunable
+
+SCOPES = ("global", "layer")
+TIES = ("exact_k", "threshold")
+
+
+def n_to_prune(n: int, sparsity: float) -> int:
+    """k = ceil(P * n): the index of psi in the sorted magnitudes (rounded first, so that
+    0.3 * 1000 = 300.00000000000006 does not become 301)."""
+    return min(n, math.ceil(round(sparsity * n, 6)))
+
+
+def smallest_k_mask(scores: torch.Tensor, k: int, ties: str = "exact_k") -> torch.Tensor:
+    """Boolean mask (True = kept) over a flat score vector: the k smallest scores are pruned.
+    Selection with kthvalue (linear time), no sort."""
+    kept = torch.ones_like(scores, dtype=torch.bool)
+    if k <= 0:
+        return kept
+    if k >= scores.numel() and ties == "exact_k":
+        return torch.zeros_like(kept)
+    if ties == "threshold":
+        if k >= scores.numel():  # psi would lie past the end: nothing is >= it
+            return torch.zeros_like(kept)
+        psi = torch.kthvalue(scores, k + 1).values  # sorted(scores)[k], 0-based
+        return scores >= psi
+    threshold = torch.kthvalue(scores, k).values  # the k-th smallest
+    below = scores < threshold
+    at = scores == threshold
+    n_more = k - int(below.sum())  # how many of the tied scores still go, lowest index first
+    return ~(below | (at & (torch.cumsum(at, 0) <= n_more)))
+
+
+def magnitude_masks(tensors: dict[str, torch.Tensor], sparsity: float, scope: str = "global",
+                    ties: str = "exact_k") -> dict[str, torch.Tensor]:
+    """Masks (True = kept) pruning the `sparsity` fraction of smallest-|w| entries, over all
+    tensors together (scope="global") or within each tensor (scope="layer")."""
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    magnitudes = {name: t.detach().abs() for name, t in tensors.items()}
+    if scope == "layer":
+        return {
+            name: smallest_k_mask(m.flatten(), n_to_prune(m.numel(), sparsity), ties).view_as(m)
+            for name, m in magnitudes.items()
+        }
+    flat = torch.cat([m.flatten() for m in magnitudes.values()])
+    kept = smallest_k_mask(flat, n_to_prune(flat.numel(), sparsity), ties)
+    sizes = [m.numel() for m in magnitudes.values()]
+    return {name: part.view_as(m) for (name, m), part in zip(magnitudes.items(), kept.split(sizes))}
+
+
+def level_key(sparsity: float) -> str:
+    """Record key of a pruning level: 0.5 -> "p50", 0.125 -> "p12.5"."""
+    return f"p{round(100 * sparsity, 4):g}"
+
+
+class MagnitudePruner(Pruner):
+    """Trains nothing itself: after training it evaluates every level on a pruned copy, then
+    prunes the model at `sparsity` (the run's result), optionally fine-tuned with the mask held."""
+
+    name = "magnitude"
+    acts_during_training = False  # the trained dense model can be shared across levels
+
+    def __init__(self, sparsity: float, sparsity_levels, scope: str, ties: str, layers,
+                 skip_first_conv: bool, skip_last_linear: bool, finetune_epochs: int):
+        self.sparsity = float(sparsity)
+        self.levels = sorted({float(s) for s in sparsity_levels} | {self.sparsity})
+        self.scope, self.ties = scope, ties
+        self.selection = dict(layers=tuple(layers), skip_first_conv=skip_first_conv,
+                              skip_last_linear=skip_last_linear)
+        self.finetune_epochs = finetune_epochs
+        self.masks: MaskSet | None = None
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
+        self.prunable = select_prunable(ctx.model, **self.selection)
+
+    def _pruned_copy(self, model: nn.Module, sparsity: float) -> tuple[nn.Module, MaskSet]:
+        pruned = copy.deepcopy(model)
+        prunable = select_prunable(pruned, **self.selection)
+        masks = MaskSet(prunable, magnitude_masks(prunable, sparsity, self.scope, self.ties))
+        masks.apply_()
+        return pruned, masks
+
+    def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
+        levels = {}
+        for sparsity in self.levels:
+            pruned, masks = self._pruned_copy(self.ctx.model, sparsity)
+            levels[level_key(sparsity)] = {"sparsity": sparsity, "achieved": masks.sparsity(), **evaluate(pruned)}
+        # The run's own model: pruned in place at `sparsity`.
+        self.masks = MaskSet(self.prunable, magnitude_masks(self.prunable, self.sparsity, self.scope, self.ties))
+        self.masks.apply_()
+        return {"levels": levels}
+
+    # While fine-tuning (experiment.finetune), the mask is held like any mask pruner's.
+    def after_backward(self, step: int) -> None:
+        if self.masks is not None:
+            self.masks.mask_grads_()
+
+    def after_step(self, step: int):
+        if self.masks is not None:
+            self.masks.apply_()
+        return None
+
+    def report(self) -> dict:
+        if self.masks is None:
+            return {}
+        return {"target": self.sparsity, "achieved": self.masks.sparsity(), "scope": self.scope,
+                "ties": self.ties, "n_prunable": self.masks.n_total(),
+                "per_layer": self.masks.per_layer_sparsity()}
+
+    def state_dict(self) -> dict:
+        return {"masks": self.masks.state_dict()} if self.masks is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("masks") is not None:
+            self.masks = MaskSet(self.prunable, state["masks"])
+
+
+def _build(cfg) -> MagnitudePruner:
+    return MagnitudePruner(cfg.sparsity, cfg.sparsity_levels, cfg.scope, cfg.ties, cfg.layers,
+                           cfg.skip_first_conv, cfg.skip_last_linear, cfg.finetune_epochs)
+
+
+def _validate(cfg) -> list[str]:
+    problems = []
+    if cfg.scope not in SCOPES:
+        problems.append(f"pruner.scope: '{cfg.scope}' is not allowed; use one of {', '.join(SCOPES)}")
+    if cfg.ties not in TIES:
+        problems.append(f"pruner.ties: '{cfg.ties}' is not allowed; use one of {', '.join(TIES)}")
+    unknown = set(cfg.layers) - {"conv", "linear"}
+    if unknown or not cfg.layers:
+        problems.append(f"pruner.layers: {list(cfg.layers)} is not allowed; use a non-empty subset of [conv, linear]")
+    if not isinstance(cfg.finetune_epochs, int) or cfg.finetune_epochs < 0:
+        problems.append(f"pruner.finetune_epochs: must be an integer >= 0, got {cfg.finetune_epochs!r}")
+    return problems
+
+
+MAGNITUDE = Component(_build, _validate)
+
