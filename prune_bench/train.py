@@ -173,6 +173,7 @@ def fit(
     model.train()
     for epoch in range(state.epoch, epochs):
         started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch starts with
         loss_sum = torch.zeros((), device=runtime.device)
         correct = torch.zeros((), dtype=torch.long, device=runtime.device)
         seen = 0
@@ -209,7 +210,7 @@ def fit(
         entry = {
             "epoch": epoch + 1,
             "step": state.step,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
             "train_loss": loss_sum.item() / seen,
             "train_acc": 100.0 * correct.item() / seen,
             "images_per_s": seen / elapsed,
