@@ -70,16 +70,22 @@ class MaskSet:
 
     @torch.no_grad()
     def zero_optimizer_state_(self, optimizer: torch.optim.Optimizer) -> None:
-        for p, factor in zip(self.params.values(), self._factors):
-            for value in optimizer.state.get(p, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                    value.mul_(factor)
+        """Zero the pruned entries of every per-weight state tensor (momentum, Adam moments)."""
+        pairs = [
+            (value, factor)
+            for p, factor in zip(self.params.values(), self._factors)
+            for value in optimizer.state.get(p, {}).values()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.shape == p.shape
+        ]
+        if pairs:
+            states, factors = zip(*pairs)
+            torch._foreach_mul_(list(states), list(factors))
 
     def n_total(self) -> int:
         return sum(m.numel() for m in self.masks.values())
 
     def n_kept(self) -> int:
-        return sum(int(m.sum()) for m in self.masks.values())
+        return int(sum(m.sum() for m in self.masks.values()))  # one read from the device
 
     def sparsity(self) -> float:
         total = self.n_total()
