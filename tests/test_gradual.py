@@ -14,7 +14,13 @@ from prune_bench import experiment
 from prune_bench.config import validate
 from prune_bench.errors import ConfigError
 from prune_bench.pruning import (
-    TrainContext, build_pruner, cubic_sparsity, erk_densities, erk_masks, fggp_masks, gmp_masks,
+    TrainContext,
+    build_pruner,
+    cubic_sparsity,
+    erk_densities,
+    erk_masks,
+    fggp_masks,
+    gmp_masks,
     select_prunable,
 )
 from prune_bench.pruning.gradual import smallest_k

@@ -54,8 +54,9 @@ class MaskSet:
         for name, p in self.params.items():
             if self.masks[name].shape != p.shape:
                 raise ValueError(f"mask for {name} has shape {tuple(self.masks[name].shape)}, weight {tuple(p.shape)}")
-        # Float copies for the fused multiply (torch._foreach_mul_ needs matching dtypes).
-        self._factors = [self.masks[name].to(p.dtype) for name, p in self.params.items()]
+        # Float copies for the fused multiply (torch._foreach_mul_ needs matching dtypes), laid
+        # out like their weights (e.g. channels_last) so the multiply is a plain elementwise pass.
+        self._factors = [torch.empty_like(p).copy_(self.masks[name]) for name, p in self.params.items()]
 
     @torch.no_grad()
     def apply_(self) -> None:
