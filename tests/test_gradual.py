@@ -343,3 +343,20 @@ def test_bad_pruner_config_is_one_clear_line(tiny_overrides, override, message):
     with pytest.raises(ConfigError) as error:
         validate(make_config([*tiny_overrides, "pruner=fggp", override]))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("exp", ["fggp2024_vgg19_bn_fggp", "fggp2024_vgg19_bn_gmp", "fggp2024_resnet50_fggp",
+                                 "fggp2024_resnet50_gmp", "fggp2024_quick"])
+def test_fggp2024_experiments_compose_to_the_papers_recipe(exp):
+    cfg = make_config([f"+exp={exp}", "pruner.sparsity=0.98", "pruner.init_sparsity=0.5"])
+    validate(cfg)
+    assert cfg.pruner.name == ("fggp" if exp == "fggp2024_quick" else exp.split("_")[-1])
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.nesterov,
+            cfg.optimizer.weight_decay) == ("sgd", 0.1, 0.9, True, 5e-4)
+    assert list(cfg.scheduler.milestones) == [0.5, 0.75] and cfg.scheduler.gamma == 0.1
+    assert cfg.trainer.batch_size == 64 and cfg.trainer.label_smoothing == 0.1
+    assert (cfg.pruner.t_start, cfg.pruner.t_end, cfg.pruner.sparsity, cfg.pruner.init_sparsity) == (0, 0.8, 0.98, 0.5)
+    if exp != "fggp2024_quick":
+        assert cfg.trainer.epochs == 160 and cfg.pruner.interval == 2000 and cfg.data.name == "cifar10"
+        assert cfg.model.name == ("vgg19_bn" if "vgg19_bn" in exp else "resnet50")
+    assert cfg.name == f"fggp2024_{cfg.model.name}_{cfg.pruner.name}_s0.98_init0.5"
