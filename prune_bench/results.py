@@ -154,6 +154,9 @@ def side_by_side(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     `compare.values`, plus first-value-minus-other differences of `compare.columns`."""
     compare = spec["compare"]
     key, values = compare["key"], [str(v) for v in compare["values"]]
+    if key not in spec["rows"] or len(values) < 2:
+        raise ConfigError(f"table: compare needs a key among the rows ({', '.join(spec['rows'])}) "
+                          f"and at least two values; got key {key!r}, values {values}")
     keys = [k for k in (*IMPLICIT_KEYS, *spec["rows"]) if k != key]
     per_value = [c for c in table.columns if c not in keys and c != key]
     merged = None

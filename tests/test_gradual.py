@@ -225,6 +225,17 @@ def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
         assert event["sparsity"] == pytest.approx(event["target"], abs=1 / pruner.n_total)
 
 
+def test_fggp_cosine_rate_is_used_at_each_event():
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("fggp", model, 40, rate_schedule="cosine", interval=8, t_end=1.0)
+    train_steps(model, optimizer, pruner, 0, 40)
+    log = pruner.report()["event_log"]
+    assert [e["step"] for e in log] == [8, 16, 24, 32, 40]
+    assert [e["rate"] for e in log] == pytest.approx([cosine_rate(t, 0.5, 0.005, 40) for t in (8, 16, 24, 32, 40)])
+    assert log[-1]["rate"] == pytest.approx(0.005)
+
+
 def test_fggp_uses_the_raw_gradient_of_the_event_step(monkeypatch):
     torch.manual_seed(0)
     model = small_net()

@@ -105,3 +105,6 @@ def test_compare_puts_one_key_side_by_side_with_the_difference(tmp_path, monkeyp
     text = results.to_markdown(table, COMPARE_SPEC)
     assert "| data | epochs | model | acc fggp | acc fggp (paper) | n fggp | acc gmp | acc gmp (paper) | n gmp | acc fggp − gmp |" in text
     assert "| cifar10-official | 164 | resnet20 | 82.00 ± 2.83 |  | 2 | 79.00 |  | 1 | +3.00 |" in text
+
+    with pytest.raises(ConfigError, match="table: compare needs a key among the rows"):
+        results.build_table("cmp", {**COMPARE_SPEC, "compare": {"key": "pruner", "values": ["a", "b"]}}, records)
