@@ -10,11 +10,17 @@ A table is described by conf/table/<name>.yaml:
     unique: [config.seed]      # optional: a cell's records that agree on these keys are one
                                # sample (merged column by column), e.g. runs sharing one training
     published: {columns: [acc]}                 # compare with results/published/<name>.csv
+    compare: {key: method, values: [fggp, gmp], columns: [acc]}   # optional, see below
     plot: {kind: lines, x: {acc_p0: 0, ...}, xlabel: ..., ylabel: ...}   # or kind: scatter, x: col, y: col
 
 Every table also keys cells by `data` (dataset, format, subset) and `epochs`, so runs on the
 JPEG copy, on subsets or at reduced budgets are never averaged with full official-format runs.
 Published rows join on the `rows` keys only and appear even before any run exists.
+
+`compare` puts the cells that differ only in one row key (`key`, e.g. the pruner) side by side:
+every value column gets one copy per listed value (`acc_fggp`, `acc_std_fggp`, `n_fggp`, ...)
+and each column in `compare.columns` gets the difference of the first value and each other one
+(`acc_fggp_minus_gmp`, a difference of means). Published rows carry the key too.
 """
 
 from __future__ import annotations
@@ -141,7 +147,36 @@ def build_table(name: str, spec: dict, records: list[dict]) -> pd.DataFrame:
     order += ["n"] + (["source"] if published is not None else [])
     table = table[order]
     sort_keys = [k for k in spec.get("sort", list(spec["rows"]))]
-    return table.sort_values(sort_keys, kind="stable", key=_natural_key).reset_index(drop=True)
+    table = table.sort_values(sort_keys, kind="stable", key=_natural_key).reset_index(drop=True)
+    if spec.get("compare"):
+        table = side_by_side(table, spec)
+        sort_keys = [k for k in sort_keys if k != spec["compare"]["key"]]
+        table = table.sort_values(sort_keys, kind="stable", key=_natural_key).reset_index(drop=True)
+    return table
+
+
+def side_by_side(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """Split the cells along the row key `compare.key` into one set of columns per value in
+    `compare.values`, plus first-value-minus-other differences of `compare.columns`."""
+    compare = spec["compare"]
+    key, values = compare["key"], [str(v) for v in compare["values"]]
+    if key not in spec["rows"] or len(values) < 2:
+        raise ConfigError(f"table: compare needs a key among the rows ({', '.join(spec['rows'])}) "
+                          f"and at least two values; got key {key!r}, values {values}")
+    keys = [k for k in (*IMPLICIT_KEYS, *spec["rows"]) if k != key]
+    per_value = [c for c in table.columns if c not in keys and c != key]
+    merged = None
+    for value in values:
+        side = table[table[key].astype(str) == value].drop(columns=key)
+        side = side.rename(columns={c: f"{c}_{value}" for c in per_value})
+        merged = side if merged is None else merged.merge(side, on=keys, how="outer")
+    first = values[0]
+    for value in values:
+        merged[f"n_{value}"] = merged[f"n_{value}"].fillna(0).astype(int)
+    for column in compare.get("columns", list(spec["columns"])):
+        for other in values[1:]:
+            merged[f"{column}_{first}_minus_{other}"] = merged[f"{column}_{first}"] - merged[f"{column}_{other}"]
+    return merged
 
 
 def _natural_key(series: pd.Series) -> pd.Series:
@@ -165,8 +200,22 @@ def _fmt(value, digits: int = 2, key: bool = False) -> str:
     return str(value)
 
 
+def _signed(value) -> str:
+    text = _fmt(value)
+    return ("+" + text) if text and not text.startswith("-") else text
+
+
+def _cell(mean, std) -> str:
+    cell = _fmt(mean)
+    if cell and not (isinstance(std, float) and math.isnan(std)):
+        cell += f" ± {_fmt(std)}"
+    return cell
+
+
 def to_markdown(table: pd.DataFrame, spec: dict) -> str:
     """A readable rendering: mean ± std (n), published, difference."""
+    if spec.get("compare"):
+        return _compare_markdown(table, spec)
     keys = [*IMPLICIT_KEYS, *spec["rows"]]
     compared = set(spec.get("published", {}).get("columns", []))
     headers = list(keys)
@@ -179,15 +228,40 @@ def to_markdown(table: pd.DataFrame, spec: dict) -> str:
     for _, row in table.iterrows():
         cells = [_fmt(row[k], key=True) for k in keys]
         for column in spec["columns"]:
-            mean, std = row[column], row[f"{column}_std"]
-            cell = _fmt(mean)
-            if cell and not (isinstance(std, float) and math.isnan(std)):
-                cell += f" ± {_fmt(std)}"
-            cells.append(cell)
+            cells.append(_cell(row[column], row[f"{column}_std"]))
             if column in compared:
-                diff = _fmt(row[f"{column}_diff"])
-                cells += [_fmt(row[f"{column}_paper"]), ("+" + diff) if diff and not diff.startswith("-") else diff]
+                cells += [_fmt(row[f"{column}_paper"]), _signed(row[f"{column}_diff"])]
         cells.append(str(int(row["n"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _compare_markdown(table: pd.DataFrame, spec: dict) -> str:
+    """Side-by-side rendering: per compared value its columns (mean ± std, paper) and n, then
+    the differences."""
+    compare = spec["compare"]
+    values = [str(v) for v in compare["values"]]
+    keys = [k for k in (*IMPLICIT_KEYS, *spec["rows"]) if k != compare["key"]]
+    published = set(spec.get("published", {}).get("columns", []))
+    diffs = [(c, other) for c in compare.get("columns", list(spec["columns"])) for other in values[1:]]
+    headers = list(keys)
+    for value in values:
+        for column in spec["columns"]:
+            headers.append(f"{column} {value}")
+            if column in published:
+                headers.append(f"{column} {value} (paper)")
+        headers.append(f"n {value}")
+    headers += [f"{column} {values[0]} − {other}" for column, other in diffs]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for _, row in table.iterrows():
+        cells = [_fmt(row[k], key=True) for k in keys]
+        for value in values:
+            for column in spec["columns"]:
+                cells.append(_cell(row[f"{column}_{value}"], row[f"{column}_std_{value}"]))
+                if column in published:
+                    cells.append(_fmt(row[f"{column}_paper_{value}"]))
+            cells.append(str(int(row[f"n_{value}"])))
+        cells += [_signed(row[f"{column}_{values[0]}_minus_{other}"]) for column, other in diffs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -200,8 +274,9 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
     text = f"## {spec['title']}\n\n{to_markdown(table, spec)}\n"
     if spec.get("note"):
         text += f"\n{spec['note'].strip()}\n"
-    if "source" in table.columns:
-        sources = sorted({s for s in table["source"].dropna()})
+    source_columns = [c for c in table.columns if c == "source" or c.startswith("source_")]
+    if source_columns:
+        sources = sorted({s for c in source_columns for s in table[c].dropna()})
         text += "".join(f"\npublished: {s}" for s in sources) + ("\n" if sources else "")
     return table, out, text
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from prune_bench.data import DeviceData, synthetic_arrays, train_batches
 from prune_bench.models import build_model
-from prune_bench.pruning import NoPruner
+from prune_bench.pruning import NoPruner, TrainContext, build_pruner, fggp_masks, gmp_masks
 from prune_bench.train import Runtime, train_step
 
 BENCHMARKS: dict[str, Callable] = {}
@@ -136,6 +136,75 @@ def bench_sga(args) -> None:
     print(f"sga [{args.model}, {device}]: optimizer step adam {1e3 * step_s['adam']:.2f} ms, "
           f"sga {1e3 * step_s['sga']:.2f} ms (sga / adam = {step_s['sga'] / step_s['adam']:.2f}); "
           f"training step sga / adam = {full_s['sga'] / full_s['adam']:.3f}")
+
+
+def _gradual_pruner(name: str, model, optimizer, device: torch.device, sparsity: float):
+    """A GMP/FGGP pruner whose masks are already at `sparsity` (an ERK start) and whose events
+    lie beyond the timed steps, so a timed step is the per-step masking cost alone."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({
+        "name": name, "sparsity": sparsity, "init_sparsity": sparsity, "t_start": 0, "t_end": 10**9,
+        "interval": 10**9, "events": None, "layers": ["conv", "linear"], "skip_first_conv": True,
+        "skip_last_linear": False, "rate": 0.5, "rate_schedule": "fixed", "rate_final": 0.005,
+    })
+    pruner = build_pruner(cfg)
+    pruner.start(TrainContext(model, optimizer, None, 1, 10**9, 0, device))
+    return pruner
+
+
+@benchmark
+def bench_gradual(args) -> None:
+    """GMP/FGGP: a training step with the mask set active (90% sparse) against no pruner, and
+    the cost of one pruning event (50% -> 60% sparsity) in training steps."""
+    device, runtime = args.device, runtime_for(args.device)
+    data = synthetic_device_data(2048, device)
+    torch.manual_seed(0)
+    model = build_model(args.model).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    batches = endless_batches(data, args.batch_size)
+
+    def step_with(pruner):
+        def step():
+            images, labels = next(batches)
+            train_step(model, optimizer, pruner, images, labels, 0, runtime)
+        return step
+
+    # plain and masked steps in alternating blocks, so drift in machine load hits both alike
+    plain_step = step_with(NoPruner())
+    masked_step = step_with(_gradual_pruner("fggp", model, optimizer, device, 0.9))
+    blocks = {plain_step: [], masked_step: []}
+    for _ in range(3):
+        for step, times in blocks.items():
+            times.append(seconds_per_call(step, device, args.steps, warmup=1, repeats=1))
+    dense_s, masked_s = (statistics.median(times) for times in blocks.values())
+
+    # One event from a 50%-sparse state to 60%: the selection over all prunable weights, the new
+    # masks, the fused multiplies on weights and optimizer state (FGGP also copies the gradient).
+    pruner = _gradual_pruner("fggp", model, optimizer, device, 0.5)
+    masks, params = pruner.masks, pruner.prunable
+    before = {name: m.clone() for name, m in masks.masks.items()}
+    n_prune = round(0.1 * masks.n_total())
+    step_with(pruner)()  # fills .grad
+
+    def gmp_event():
+        masks.set_masks(gmp_masks({n: p.detach() for n, p in params.items()}, before, n_prune))
+        masks.apply_()
+        masks.zero_optimizer_state_(optimizer)
+
+    def fggp_event():
+        grads = {n: p.grad.detach().clone() for n, p in params.items()}
+        masks.set_masks(fggp_masks({n: p.detach() for n, p in params.items()}, grads, before, n_prune, 0.5))
+        masks.apply_()
+        masks.zero_optimizer_state_(optimizer)
+
+    gmp_s = seconds_per_call(gmp_event, device, max(1, args.steps // 2))
+    fggp_s = seconds_per_call(fggp_event, device, max(1, args.steps // 2))
+    n_total = masks.n_total()
+    print(f"gradual [{args.model}, batch {args.batch_size}, {device}, {n_total} prunable weights]: "
+          f"step without pruner {1e3 * dense_s:.1f} ms, with masks (90% sparse) {1e3 * masked_s:.1f} ms; "
+          f"masked / plain = {masked_s / dense_s:.3f}. One event (prune {n_prune}): GMP {1e3 * gmp_s:.1f} ms "
+          f"= {gmp_s / dense_s:.2f} steps, FGGP {1e3 * fggp_s:.1f} ms = {fggp_s / dense_s:.2f} steps")
 
 
 def main() -> None:

@@ -84,3 +84,38 @@ def test_unique_keys_merge_runs_that_share_one_sample(published):
     row = results.build_table("demo", spec, records).query("model == 'resnet20'").iloc[0]
     assert row["n"] == 2  # seed 1's two records are one sample
     assert row["acc"] == 91.0 and row["acc_p10"] == 80.0  # merged column by column
+
+
+COMPARE_SPEC = {
+    "title": "side by side",
+    "rows": {"model": "config.model.name", "method": "config.pruner.name"},
+    "columns": {"acc": "metrics.test_acc"},
+    "published": {"columns": ["acc"]},
+    "compare": {"key": "method", "values": ["fggp", "gmp"], "columns": ["acc"]},
+}
+
+
+def test_compare_puts_one_key_side_by_side_with_the_difference(tmp_path, monkeypatch):
+    folder = tmp_path / "published"
+    folder.mkdir()
+    pd.DataFrame({"model": ["vgg19_bn", "vgg19_bn"], "method": ["fggp", "gmp"], "acc": [None, None],
+                  "source": ["not available", "not available"]}).to_csv(folder / "cmp.csv", index=False)
+    monkeypatch.setattr(results, "published_dir", lambda: folder)
+    records = [record("resnet20", acc, seed, pruner=pruner)
+               for pruner, accs in (("fggp", [80.0, 84.0]), ("gmp", [79.0])) for seed, acc in enumerate(accs)]
+    records.append(record("resnet56", 70.0, 1, pruner="gmp"))  # a cell with one side only
+    table = results.build_table("cmp", COMPARE_SPEC, records)
+    assert len(table) == 3 and "method" not in table.columns
+    row = table[table["model"] == "resnet20"].iloc[0]
+    assert row["acc_fggp"] == 82.0 and row["acc_std_fggp"] == pytest.approx(math.sqrt(8)) and row["n_fggp"] == 2
+    assert row["acc_gmp"] == 79.0 and row["n_gmp"] == 1 and row["acc_fggp_minus_gmp"] == pytest.approx(3.0)
+    one_side = table[table["model"] == "resnet56"].iloc[0]
+    assert one_side["n_fggp"] == 0 and one_side["n_gmp"] == 1 and math.isnan(one_side["acc_fggp_minus_gmp"])
+    waiting = table[table["model"] == "vgg19_bn"].iloc[0]  # published rows ready, values still empty
+    assert waiting["n_fggp"] == waiting["n_gmp"] == 0 and waiting["source_fggp"] == "not available"
+    text = results.to_markdown(table, COMPARE_SPEC)
+    assert "| data | epochs | model | acc fggp | acc fggp (paper) | n fggp | acc gmp | acc gmp (paper) | n gmp | acc fggp − gmp |" in text
+    assert "| cifar10-official | 164 | resnet20 | 82.00 ± 2.83 |  | 2 | 79.00 |  | 1 | +3.00 |" in text
+
+    with pytest.raises(ConfigError, match="table: compare needs a key among the rows"):
+        results.build_table("cmp", {**COMPARE_SPEC, "compare": {"key": "pruner", "values": ["a", "b"]}}, records)

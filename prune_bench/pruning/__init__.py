@@ -5,12 +5,17 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..registry import Component
 from .base import NoPruner, Pruner, TrainContext
+from .erk import erk_densities, erk_masks
+from .gradual import FGGPPruner, GradualPruner, check_fggp, check_gradual, fggp_masks, gmp_masks
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
+from .schedules import cubic_sparsity
 
 PRUNERS = {
     "none": Component(lambda cfg: NoPruner()),
     "magnitude": MAGNITUDE,
+    "gmp": Component(GradualPruner, check_gradual),
+    "fggp": Component(FGGPPruner, check_fggp),
 }
 
 
@@ -20,4 +25,8 @@ def build_pruner(cfg) -> Pruner:
     return PRUNERS[cfg.name].build(cfg)
 
 
-__all__ = ["PRUNERS", "MaskSet", "magnitude_masks", "NoPruner", "Pruner", "TrainContext", "build_pruner", "select_prunable"]
+__all__ = [
+    "PRUNERS", "FGGPPruner", "GradualPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
+    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_masks",
+    "magnitude_masks", "select_prunable",
+]

@@ -54,8 +54,9 @@ class MaskSet:
         for name, p in self.params.items():
             if self.masks[name].shape != p.shape:
                 raise ValueError(f"mask for {name} has shape {tuple(self.masks[name].shape)}, weight {tuple(p.shape)}")
-        # Float copies for the fused multiply (torch._foreach_mul_ needs matching dtypes).
-        self._factors = [self.masks[name].to(p.dtype) for name, p in self.params.items()]
+        # Float copies for the fused multiply (torch._foreach_mul_ needs matching dtypes), laid
+        # out like their weights (e.g. channels_last) so the multiply is a plain elementwise pass.
+        self._factors = [torch.empty_like(p).copy_(self.masks[name]) for name, p in self.params.items()]
 
     @torch.no_grad()
     def apply_(self) -> None:
@@ -70,16 +71,22 @@ class MaskSet:
 
     @torch.no_grad()
     def zero_optimizer_state_(self, optimizer: torch.optim.Optimizer) -> None:
-        for p, factor in zip(self.params.values(), self._factors):
-            for value in optimizer.state.get(p, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                    value.mul_(factor)
+        """Zero the pruned entries of every per-weight state tensor (momentum, Adam moments)."""
+        pairs = [
+            (value, factor)
+            for p, factor in zip(self.params.values(), self._factors)
+            for value in optimizer.state.get(p, {}).values()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.shape == p.shape
+        ]
+        if pairs:
+            states, factors = zip(*pairs)
+            torch._foreach_mul_(list(states), list(factors))
 
     def n_total(self) -> int:
         return sum(m.numel() for m in self.masks.values())
 
     def n_kept(self) -> int:
-        return sum(int(m.sum()) for m in self.masks.values())
+        return int(sum(m.sum() for m in self.masks.values()))  # one read from the device
 
     def sparsity(self) -> float:
         total = self.n_total()

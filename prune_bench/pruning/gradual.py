@@ -1,0 +1,265 @@
+"""Gradual pruning during training on the cubic schedule (PAPERS.md section 2): GMP (Zhu &
+Gupta 2017) and FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning).
+
+Per loop step (train.train_step calls the hooks):
+  backward -> after_backward: at an event step FGGP keeps a copy of the raw minibatch gradient
+              of the prunable weights; then the gradients of pruned weights are zeroed
+  optimizer.step()
+  after_step: pruned weights are zeroed (one fused multiply); at an event step (t = step + 1
+              completed steps) the new masks are selected from the weights just updated and,
+              for FGGP, that copied gradient -- the authors prune right after optimizer.step()
+              with the current minibatch's gradient -- then weights and optimizer state
+              (momentum, Adam moments) of the newly pruned entries are zeroed.
+Since pruned gradients are masked and their optimizer state is zeroed when they are pruned, a
+pruned weight gets no update from SGD (momentum, Nesterov, weight decay) or Adam; the multiply
+after every step holds it at exactly zero whatever the optimizer does. Masks only shrink.
+
+Counting: N_tot is the number of prunable weights (default: every conv and linear weight but
+the first conv), and sparsity is reported over that set. The authors' code also counts biases
+and the first conv in N_tot; this runner does not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError
+from ..registry import in_range
+from .base import Pruner, TrainContext
+from .erk import erk_masks
+from .masks import MaskSet, select_prunable
+from .schedules import cosine_rate, cubic_sparsity, event_steps, resolve_time
+
+
+def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """True at the k smallest entries of the flat `scores`. Ties at the k-th value go to the
+    lowest indices, so exactly k entries are True (for k <= scores.numel())."""
+    if k <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if k >= scores.numel():
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = scores.kthvalue(k).values
+    below = scores < threshold
+    at = scores == threshold
+    room = k - below.sum()
+    return below | (at & (at.cumsum(0) <= room))
+
+
+def _flat(tensors: dict[str, torch.Tensor], names) -> torch.Tensor:
+    return torch.cat([tensors[name].reshape(-1) for name in names])
+
+
+def _unflat(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    parts = flat.split([t.numel() for t in like.values()])
+    return {name: part.view(t.shape) for (name, t), part in zip(like.items(), parts)}
+
+
+def _alive_scores(values: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat |values| with +inf at pruned entries (never selected again), and the flat alive mask."""
+    alive = _flat(masks, masks).bool()
+    scores = _flat(values, masks).detach().abs().float()
+    return torch.where(alive, scores, torch.full_like(scores, math.inf)), alive
+
+
+def _check_n_prune(n_prune: int, alive: torch.Tensor) -> int:
+    n_alive = int(alive.sum())
+    if not 0 <= n_prune <= n_alive:
+        raise ValueError(f"n_prune={n_prune}: must be in [0, {n_alive}] (the alive weights)")
+    return n_alive
+
+
+def gmp_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], n_prune: int) -> dict[str, torch.Tensor]:
+    """GMP event: prune the `n_prune` alive weights with the smallest |w|, globally across
+    tensors. Returns new masks (True = kept); pruned entries stay pruned."""
+    scores, alive = _alive_scores(weights, masks)
+    _check_n_prune(n_prune, alive)
+    return _unflat(alive & ~smallest_k(scores, n_prune), masks)
+
+
+def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+               n_prune: int, rate: float = 0.5) -> dict[str, torch.Tensor]:
+    """FGGP event (PAPERS.md section 2): among the alive weights take the floor(rate * N_alive)
+    with the smallest |gradient| as candidates, then prune the `n_prune` candidates with the
+    smallest |w|. Ranking is global across tensors on raw |g| and |w|. When there are fewer
+    candidates than `n_prune` (a small annealed rate), the candidates are the `n_prune`
+    smallest-|g| weights, so exactly `n_prune` are pruned. Returns new masks (True = kept)."""
+    grad_scores, alive = _alive_scores(grads, masks)
+    n_alive = _check_n_prune(n_prune, alive)
+    n_candidates = max(math.floor(rate * n_alive), n_prune)
+    candidates = smallest_k(grad_scores, n_candidates)
+    weight_scores, _ = _alive_scores(weights, masks)
+    weight_scores = torch.where(candidates, weight_scores, torch.full_like(weight_scores, math.inf))
+    return _unflat(alive & ~smallest_k(weight_scores, n_prune), masks)
+
+
+class GradualPruner(Pruner):
+    """GMP: at each event prune the smallest-|w| alive weights to reach the cubic schedule."""
+
+    name = "gmp"
+    needs_gradient = False
+
+    def __init__(self, cfg):
+        self.cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        self.event_log: list[dict] = []
+        self.masks: MaskSet | None = None
+        self._grads: dict[str, torch.Tensor] | None = None
+
+    # ---- hooks
+    def start(self, ctx: TrainContext) -> None:
+        self.ctx = ctx
+        cfg = self.cfg
+        self.prunable = select_prunable(ctx.model, tuple(cfg["layers"]), cfg["skip_first_conv"], cfg["skip_last_linear"])
+        if not self.prunable:
+            raise ConfigError("pruner.layers: no prunable weights in this model with these options")
+        self.t_start = resolve_time(cfg["t_start"], ctx.total_steps, "pruner.t_start")
+        self.t_end = resolve_time(cfg["t_end"], ctx.total_steps, "pruner.t_end")
+        if self.t_start > self.t_end:
+            raise ConfigError(f"pruner.t_start: step {self.t_start} comes after pruner.t_end (step {self.t_end})")
+        self.events = event_steps(self.t_start, self.t_end, cfg.get("interval"), cfg.get("events"))
+        self._event_set = set(self.events)
+        self.masks = MaskSet(self.prunable, self._initial_masks(ctx.seed))
+        self.masks.apply_()
+        self.masks.zero_optimizer_state_(ctx.optimizer)
+
+    def after_backward(self, step: int) -> None:
+        if self.needs_gradient and step + 1 in self._event_set:
+            # the current minibatch's raw gradient, before the masking below
+            self._grads = {name: p.grad.detach().clone() for name, p in self.prunable.items()}
+        self.masks.mask_grads_()
+
+    def after_step(self, step: int) -> None:
+        self.masks.apply_()
+        if step + 1 in self._event_set:
+            self.prune_event(step + 1)
+        return None
+
+    def report(self) -> dict:
+        report = {"target": self.cfg["sparsity"], "start": self.start_label()}
+        if self.masks is None:
+            return report
+        n_kept = self.masks.n_kept()
+        return {
+            **report,
+            "achieved": 1.0 - n_kept / self.n_total,
+            "n_total": self.n_total,
+            "n_pruned": self.n_total - n_kept,
+            "counted": "prunable weights only (the authors' N_tot also counts biases and the first conv)",
+            "events": len(self.event_log),
+            "events_planned": len(self.events),
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "event_log": list(self.event_log),
+            "per_layer": self.masks.per_layer_sparsity(),
+        }
+
+    def state_dict(self) -> dict:
+        return {"masks": self.masks.state_dict(), "event_log": list(self.event_log)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.masks.load_state_dict(state["masks"])
+        self.masks.apply_()
+        self.event_log = list(state["event_log"])
+
+    # ---- pruning
+    @property
+    def n_total(self) -> int:
+        return self.masks.n_total()
+
+    def start_label(self) -> str:
+        s_init = self.cfg["init_sparsity"]
+        return "dense" if s_init == 0 else f"erk{round(100 * s_init)}"
+
+    def _initial_masks(self, seed: int) -> dict[str, torch.Tensor] | None:
+        s_init = self.cfg["init_sparsity"]
+        if s_init == 0:
+            return None
+        shapes = {name: tuple(p.shape) for name, p in self.prunable.items()}
+        return erk_masks(shapes, 1.0 - s_init, seed)
+
+    def scheduled_sparsity(self, t: int) -> float:
+        return cubic_sparsity(t, self.cfg["init_sparsity"], self.cfg["sparsity"], self.t_start, self.t_end)
+
+    @torch.no_grad()
+    def prune_event(self, t: int) -> None:
+        target = self.scheduled_sparsity(t)
+        n_pruned = self.n_total - self.masks.n_kept()
+        n_prune = max(0, math.floor(self.n_total * target) - n_pruned)  # the authors' N_p
+        entry = {"step": t, "target": target, "pruned": n_prune}
+        if n_prune > 0:
+            weights = {name: p.detach() for name, p in self.prunable.items()}
+            self.masks.set_masks(self.select(weights, n_prune, t, entry))
+            self.masks.apply_()
+            self.masks.zero_optimizer_state_(self.ctx.optimizer)
+        self._grads = None
+        entry["sparsity"] = (n_pruned + n_prune) / self.n_total
+        self.event_log.append(entry)
+
+    def select(self, weights: dict[str, torch.Tensor], n_prune: int, t: int, entry: dict) -> dict[str, torch.Tensor]:
+        return gmp_masks(weights, self.masks.masks, n_prune)
+
+
+class FGGPPruner(GradualPruner):
+    """FGGP: at each event, candidates by smallest |gradient|, pruned by smallest |w|."""
+
+    name = "fggp"
+    needs_gradient = True
+
+    def rate(self, t: int) -> float:
+        if self.cfg["rate_schedule"] == "cosine":
+            return cosine_rate(t, self.cfg["rate"], self.cfg["rate_final"], self.ctx.total_steps)
+        return self.cfg["rate"]
+
+    def select(self, weights: dict[str, torch.Tensor], n_prune: int, t: int, entry: dict) -> dict[str, torch.Tensor]:
+        entry["rate"] = rate = self.rate(t)
+        return fggp_masks(weights, self._grads, self.masks.masks, n_prune, rate)
+
+
+# ---- config checks
+
+
+def _is_time(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 0) or (isinstance(value, float) and 0.0 <= value <= 1.0)
+
+
+def check_gradual(cfg) -> list[str]:
+    problems = []
+    for key in ("t_start", "t_end"):
+        if not _is_time(cfg.get(key)):
+            problems.append(f"pruner.{key}: must be a step count (int >= 0) or a fraction of training (float in [0, 1]), got {cfg.get(key)!r}")
+    both = [cfg.get("t_start"), cfg.get("t_end")]
+    if all(_is_time(v) for v in both) and type(both[0]) is type(both[1]) and both[0] > both[1]:
+        problems.append(f"pruner.t_start: {both[0]} comes after pruner.t_end ({both[1]})")
+    interval, events = cfg.get("interval"), cfg.get("events")
+    if events is None:
+        if not (isinstance(interval, int) and not isinstance(interval, bool) and interval > 0):
+            problems.append(f"pruner.interval: must be a positive step count, got {interval!r}")
+    elif not (isinstance(events, int) and not isinstance(events, bool) and events > 0):
+        problems.append(f"pruner.events: must be a positive integer or null, got {events!r}")
+    sparsity, s_init = cfg.get("sparsity"), cfg.get("init_sparsity")
+    if isinstance(sparsity, (int, float)) and isinstance(s_init, (int, float)) and s_init > sparsity:
+        problems.append(f"pruner.init_sparsity: {s_init} is above pruner.sparsity ({sparsity}); masks only shrink")
+    layers = list(cfg.get("layers") or [])
+    if not layers or set(layers) - {"conv", "linear"}:
+        problems.append(f"pruner.layers: must be a non-empty list of conv, linear; got {layers}")
+    for key in ("skip_first_conv", "skip_last_linear"):
+        if not isinstance(cfg.get(key), bool):
+            problems.append(f"pruner.{key}: must be true or false, got {cfg.get(key)!r}")
+    return problems
+
+
+def check_fggp(cfg) -> list[str]:
+    problems = check_gradual(cfg)
+    rate = cfg.get("rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        problems.append(f"pruner.rate: must be in (0, 1], got {rate!r}")
+    schedule = cfg.get("rate_schedule")
+    if schedule not in ("fixed", "cosine"):
+        problems.append(f"pruner.rate_schedule: '{schedule}' is not allowed; use fixed or cosine")
+    elif schedule == "cosine":
+        problems += in_range(cfg, "rate_final", "pruner", 0.0, 1.0, closed_high=True)
+    return problems

@@ -1,0 +1,383 @@
+"""Gradual pruning (GMP, FGGP): schedules, exact selections, ERK starts, masks that never revive,
+masked weights that stay zero under SGD with momentum and weight decay, and bitwise resume."""
+
+import io
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from conftest import make_config
+from prune_bench import experiment
+from prune_bench.config import validate
+from prune_bench.errors import ConfigError
+from prune_bench.pruning import (
+    TrainContext,
+    build_pruner,
+    cubic_sparsity,
+    erk_densities,
+    erk_masks,
+    fggp_masks,
+    gmp_masks,
+    select_prunable,
+)
+from prune_bench.pruning.gradual import smallest_k
+from prune_bench.pruning.schedules import cosine_rate, event_steps, resolve_time
+
+
+def quiet(message):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tests run tiny tensors: one thread is faster, and steady on a shared CPU (measured:
+    7 s instead of 65 s for the loop tests on 2 busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def test_cubic_sparsity_at_start_middle_and_end():
+    s = lambda t: cubic_sparsity(t, 0.5, 0.9, 100, 300)  # noqa: E731
+    assert s(0) == s(100) == 0.5  # before and at t_start: s_init
+    assert s(200) == pytest.approx(0.9 - 0.4 * 0.5**3)  # 0.85
+    assert s(150) == pytest.approx(0.9 - 0.4 * 0.75**3)  # 0.73125
+    assert s(300) == s(10_000) == 0.9
+    values = [s(t) for t in range(100, 301)]
+    assert all(a <= b for a, b in zip(values, values[1:]))  # rises monotonically
+    assert cubic_sparsity(5, 0.0, 0.9, 0, 0) == 0.9  # t_end = t_start: straight to s_final
+
+
+def test_event_steps_always_end_at_t_end():
+    assert event_steps(0, 10, interval=4) == [4, 8, 10]  # t_end off the interval grid: one more event
+    assert event_steps(0, 8, interval=4) == [4, 8]
+    assert event_steps(0, 5, interval=2000) == [5]  # a run shorter than one interval: one event at t_end
+    assert event_steps(0, 12, events=4) == [3, 6, 9, 12]
+    assert event_steps(2, 10, events=3) == [5, 8, 10]
+    assert event_steps(0, 3, events=10) == [1, 2, 3]  # more events than steps: one per step
+    assert event_steps(0, 0, interval=5) == [1]  # t_end rounds to 0 on a tiny run: the first step
+
+
+def test_times_are_fractions_or_step_counts():
+    assert resolve_time(0.8, 125_120, "k") == 100_096  # the authors' int(0.8 * total_iter)
+    assert resolve_time(0.8, 395, "k") == 316 and resolve_time(1.0, 395, "k") == 395
+    assert resolve_time(300, 395, "k") == 300
+    with pytest.raises(ConfigError, match="pruner.t_end: step 500 is beyond the run's 395 steps"):
+        resolve_time(500, 395, "pruner.t_end")
+
+
+def test_cosine_rate_runs_from_rate_to_rate_final():
+    assert cosine_rate(0, 0.5, 0.005, 100) == pytest.approx(0.5)
+    assert cosine_rate(50, 0.5, 0.005, 100) == pytest.approx(0.2525)
+    assert cosine_rate(100, 0.5, 0.005, 100) == pytest.approx(0.005)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def test_smallest_k_breaks_ties_by_index_and_selects_exactly_k():
+    scores = torch.tensor([1.0, 0.0, 1.0, 1.0, 2.0])
+    assert smallest_k(scores, 2).tolist() == [True, True, False, False, False]
+    assert smallest_k(scores, 3).tolist() == [True, True, True, False, False]
+    assert smallest_k(torch.zeros(6), 4).sum() == 4  # all tied
+    assert smallest_k(scores, 0).sum() == 0 and smallest_k(scores, 5).all()
+
+
+def test_gmp_prunes_the_smallest_alive_magnitudes_across_tensors():
+    weights = {"a": torch.tensor([[0.5, -0.1], [0.3, 0.0]]), "b": torch.tensor([-0.2, 0.05, 0.9])}
+    masks = {"a": torch.tensor([[True, True], [True, False]]), "b": torch.ones(3, dtype=torch.bool)}
+    kept = gmp_masks(weights, masks, 2)
+    # alive |w|: a: .5 .1 .3, b: .2 .05 .9 -> the two smallest are b[1] and a[0, 1]; a[1, 1] stays pruned
+    assert kept["a"].tolist() == [[True, False], [True, False]]
+    assert kept["b"].tolist() == [True, False, True]
+
+
+WEIGHTS = {"w1": torch.tensor([0.1, 0.2, 0.3, -0.4]), "w2": torch.tensor([0.5, 0.6, 0.7, 0.15, 0.05])}
+GRADS = {"w1": torch.tensor([0.9, -0.1, 0.8, 0.2]), "w2": torch.tensor([0.3, 0.7, -0.05, 0.6, 0.0])}
+MASKS = {"w1": torch.ones(4, dtype=torch.bool), "w2": torch.tensor([True, True, True, True, False])}
+
+
+def test_fggp_takes_gradient_candidates_then_prunes_the_smallest_weights_among_them():
+    kept = fggp_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.5)
+    # 8 alive; rate 0.5 -> 4 candidates by |g|: w2[2] (.05), w1[1] (.1), w1[3] (.2), w2[0] (.3)
+    # (w2[4] has the smallest |g| but is already pruned; w2[3], |w| .15, is 5th by |g|, so not a
+    # candidate). Smallest |w| among the candidates: w1[1] .2 and w1[3] .4.
+    assert kept["w1"].tolist() == [True, False, True, False]
+    assert kept["w2"].tolist() == [True, True, True, True, False]
+    # GMP on the same weights prunes the two smallest |w| instead: w1[0] .1 and w2[3] .15
+    gmp = gmp_masks(WEIGHTS, MASKS, 2)
+    assert gmp["w1"].tolist() == [False, True, True, True]
+    assert gmp["w2"].tolist() == [True, True, True, False, False]
+
+
+def test_fggp_with_fewer_candidates_than_n_prune_prunes_the_smallest_gradients():
+    kept = fggp_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.125)  # floor(0.125 * 8) = 1 < 2
+    assert kept["w1"].tolist() == [True, False, True, True]  # w1[1], |g| .1
+    assert kept["w2"].tolist() == [True, True, False, True, False]  # w2[2], |g| .05
+
+
+def test_fggp_invariants_on_random_tensors_and_rate_one_equals_gmp():
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
+    weights = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
+    grads = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
+    masks = {k: torch.rand(s, generator=generator) > 0.3 for k, s in shapes.items()}
+    n_alive = sum(int(m.sum()) for m in masks.values())
+    n_prune = 57
+    kept = fggp_masks(weights, grads, masks, n_prune, rate=0.5)
+    flat = lambda d: torch.cat([d[k].reshape(-1) for k in shapes])  # noqa: E731
+    alive, now = flat(masks), flat(kept)
+    pruned = alive & ~now
+    assert int(pruned.sum()) == n_prune and not (now & ~alive).any()  # exactly N_p, nothing revives
+    grad_scores = torch.where(alive, flat(grads).abs(), torch.tensor(math.inf))
+    candidates = grad_scores <= grad_scores.kthvalue(n_alive // 2).values
+    assert not (pruned & ~candidates).any()  # every pruned weight was a candidate
+    worst_kept_candidate = flat(weights).abs()[candidates & now].min()
+    assert flat(weights).abs()[pruned].max() <= worst_kept_candidate
+    for name in shapes:
+        assert torch.equal(fggp_masks(weights, grads, masks, n_prune, rate=1.0)[name],
+                           gmp_masks(weights, masks, n_prune)[name])
+    with pytest.raises(ValueError, match="n_prune"):
+        gmp_masks(weights, masks, n_alive + 1)
+
+
+# ----------------------------------------------------------------------------- ERK
+
+
+def test_erk_densities_hand_computed_with_a_dense_layer():
+    # raw (sum/prod): a = 6/8 = 0.75, b = 20/100 = 0.2. eps = 54/26 makes a denser than 1, so a
+    # is dense and b holds the rest: (54 - 8) / 100 = 0.46.
+    densities = erk_densities({"a": (2, 4), "b": (10, 10)}, 0.5)
+    assert densities["a"] == 1.0 and densities["b"] == pytest.approx(0.46)
+
+
+def test_erk_densities_and_masks_on_resnet20():
+    from prune_bench.models import build_model
+
+    prunable = select_prunable(build_model("resnet20"), skip_first_conv=True)
+    shapes = {name: tuple(p.shape) for name, p in prunable.items()}
+    sizes = {name: math.prod(s) for name, s in shapes.items()}
+    densities = erk_densities(shapes, 0.5)
+    n_total = sum(sizes.values())
+    assert sum(densities[n] * sizes[n] for n in shapes) == pytest.approx(0.5 * n_total)
+    sparse = [n for n in shapes if densities[n] < 1]
+    epsilons = {densities[n] / (sum(shapes[n]) / sizes[n]) for n in sparse}
+    assert max(epsilons) == pytest.approx(min(epsilons))  # d_l proportional to sum(shape)/prod(shape)
+    masks = erk_masks(shapes, 0.5, seed=3)
+    for name in shapes:
+        assert int(masks[name].sum()) == round(densities[name] * sizes[name])
+    n_kept = sum(int(m.sum()) for m in masks.values())
+    assert abs(n_kept - 0.5 * n_total) <= len(shapes) / 2
+    again, other = erk_masks(shapes, 0.5, seed=3), erk_masks(shapes, 0.5, seed=4)
+    assert all(torch.equal(masks[n], again[n]) for n in shapes)
+    assert not all(torch.equal(masks[n], other[n]) for n in shapes)
+
+
+# ----------------------------------------------------------------------------- the pruner in a loop
+
+
+def small_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(64, 10))
+
+
+def start_pruner(name, model, total_steps, **overrides):
+    cfg = OmegaConf.merge(make_config([f"pruner={name}"]).pruner, overrides)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    pruner = build_pruner(cfg)
+    pruner.start(TrainContext(model, optimizer, None, total_steps, total_steps, 7, torch.device("cpu")))
+    return pruner, optimizer
+
+
+def train_steps(model, optimizer, pruner, first, last, check=None):
+    from prune_bench.train import Runtime, train_step
+
+    runtime = Runtime(torch.device("cpu"), False, False, 100, "none")
+    for step in range(first, last):
+        generator = torch.Generator().manual_seed(step)
+        images, labels = torch.randn(16, 3, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+        before = {n: m.clone() for n, m in pruner.masks.masks.items()}
+        train_step(model, optimizer, pruner, images, labels, step, runtime)
+        if check is not None:
+            check(step, before)
+
+
+@pytest.mark.parametrize("name", ["gmp", "fggp"])
+def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner(name, model, 200, sparsity=0.8, init_sparsity=0.3, interval=25, t_end=0.8)
+    assert list(pruner.prunable) == ["3.weight", "7.weight"]  # first conv, BN and biases are not prunable
+
+    def check(step, before):
+        for n, p in pruner.prunable.items():
+            mask = pruner.masks.masks[n]
+            assert not (mask & ~before[n]).any(), f"revived in {n} at step {step}"
+            assert torch.all(p[~mask] == 0), f"{n} leaked at step {step}"
+            assert torch.all(optimizer.state[p]["momentum_buffer"][~mask] == 0)
+
+    train_steps(model, optimizer, pruner, 0, 200, check)
+    report = pruner.report()
+    assert report["events"] == report["events_planned"] == 7  # t = 25, 50, ..., 150, and t_end = 160
+    assert [e["step"] for e in report["event_log"]][-2:] == [150, 160]
+    assert report["achieved"] == pytest.approx(0.8, abs=1 / pruner.n_total)
+    sparsities = [e["sparsity"] for e in report["event_log"]]
+    assert all(a <= b for a, b in zip(sparsities, sparsities[1:]))
+    for event in report["event_log"]:  # each event reaches its scheduled value to within a weight
+        assert event["sparsity"] == pytest.approx(event["target"], abs=1 / pruner.n_total)
+
+
+def test_fggp_cosine_rate_is_used_at_each_event():
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("fggp", model, 40, rate_schedule="cosine", interval=8, t_end=1.0)
+    train_steps(model, optimizer, pruner, 0, 40)
+    log = pruner.report()["event_log"]
+    assert [e["step"] for e in log] == [8, 16, 24, 32, 40]
+    assert [e["rate"] for e in log] == pytest.approx([cosine_rate(t, 0.5, 0.005, 40) for t in (8, 16, 24, 32, 40)])
+    assert log[-1]["rate"] == pytest.approx(0.005)
+
+
+def test_fggp_uses_the_raw_gradient_of_the_event_step(monkeypatch):
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("fggp", model, 10, sparsity=0.5, events=1, t_end=3)
+    seen = {}
+    import prune_bench.pruning.gradual as gradual
+
+    real = gradual.fggp_masks
+
+    def spy(weights, grads, masks, n_prune, rate=0.5):
+        seen["grads"] = {n: g.clone() for n, g in grads.items()}
+        seen["weights"] = {n: w.clone() for n, w in weights.items()}
+        return real(weights, grads, masks, n_prune, rate)
+
+    monkeypatch.setattr(gradual, "fggp_masks", spy)
+    grads_at = {}
+
+    def keep_grad(step, before):
+        grads_at[step] = {n: p.grad.clone() for n, p in pruner.prunable.items()}
+
+    weights_at = {}
+
+    def run_and_record(first, last):
+        for step in range(first, last):
+            train_steps(model, optimizer, pruner, step, step + 1, keep_grad)
+            weights_at[step] = {n: p.detach().clone() for n, p in pruner.prunable.items()}
+
+    run_and_record(0, 3)
+    # the event after step 2 (t = 3) saw step 2's gradient and the weights after step 2's update
+    for n in pruner.prunable:
+        assert torch.equal(seen["grads"][n], grads_at[2][n])
+        kept = pruner.masks.masks[n]
+        assert torch.equal(seen["weights"][n][kept], weights_at[2][n][kept])
+
+
+@pytest.mark.parametrize("name", ["gmp", "fggp"])
+def test_resume_mid_schedule_in_a_loop_is_bitwise_equal(name):
+    def fresh():
+        torch.manual_seed(0)
+        model = small_net()
+        return (model, *start_pruner(name, model, 120, sparsity=0.9, init_sparsity=0.5, interval=15))
+
+    model, pruner, optimizer = fresh()
+    train_steps(model, optimizer, pruner, 0, 120)
+
+    model2, pruner2, optimizer2 = fresh()
+    train_steps(model2, optimizer2, pruner2, 0, 50)  # events at t = 15, 30, 45 done; 60 .. 96 to come
+    buffer = io.BytesIO()
+    torch.save({"model": model2.state_dict(), "optimizer": optimizer2.state_dict(),
+                "pruner": pruner2.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    model3, pruner3, optimizer3 = fresh()
+    model3.load_state_dict(saved["model"])
+    optimizer3.load_state_dict(saved["optimizer"])
+    pruner3.load_state_dict(saved["pruner"])
+    train_steps(model3, optimizer3, pruner3, 50, 120)
+    for n in pruner.prunable:
+        assert torch.equal(pruner.masks.masks[n], pruner3.masks.masks[n])
+    for (n, a), b in zip(model.state_dict().items(), model3.state_dict().values()):
+        assert torch.equal(a, b), n
+    assert pruner.report()["event_log"] == pruner3.report()["event_log"]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overrides, tmp_path, monkeypatch):
+    overrides = [*tiny_overrides, "pruner=fggp", "pruner.sparsity=0.9", "pruner.init_sparsity=0.5",
+                 "pruner.events=3", "pruner.t_end=0.75", "trainer.epochs=3", "data.synthetic.train_size=100"]
+    whole = experiment.run(make_config([*overrides, f"paths.runs_dir={tmp_path / 'whole'}"]), log=quiet)
+    assert whole["status"] == "finished"
+    report = whole["pruner"]
+    assert report["start"] == "erk50" and report["events"] == 3 and report["t_end"] == 4  # 0.75 * 6 steps
+    assert whole["sparsity"]["target"] == 0.9
+    assert abs(whole["sparsity"]["prunable"] - 0.9) * report["n_total"] < 1
+    assert "conv1.weight" not in whole["sparsity"]["per_layer"] and "fc.weight" in whole["sparsity"]["per_layer"]
+    assert [h["sparsity"] for h in whole["history"]][-1] == pytest.approx(0.9, abs=1e-5)
+
+    real_save = experiment.save_checkpoint
+
+    def save_then_crash(path, model_, optimizer, scheduler, pruner, state, run_id):
+        real_save(path, model_, optimizer, scheduler, pruner, state, run_id)
+        if state.epoch == 1:  # 2 of 6 steps done: the event at t = 2 done, t = 3, 4 to come
+            raise Crash()
+
+    cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
+    monkeypatch.setattr(experiment, "save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        experiment.run(cut, log=quiet)
+    monkeypatch.setattr(experiment, "save_checkpoint", real_save)
+    resumed = experiment.run(cut, log=quiet)
+    assert resumed["timing"]["resumed_after_epoch"] == 1
+    assert resumed["pruner"]["event_log"] == report["event_log"]
+    load = lambda r: torch.load(f"{r['run_dir']}/model.pt", weights_only=True)["model"]  # noqa: E731
+    for key, tensor in load(whole).items():
+        assert torch.equal(tensor, load(resumed)[key]), key
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pruner.rate=0", "pruner.rate: must be in (0, 1], got 0"),
+    ("pruner.rate_schedule=linear", "pruner.rate_schedule: 'linear' is not allowed; use fixed or cosine"),
+    ("pruner.t_start=0.9", "pruner.t_start: 0.9 comes after pruner.t_end (0.8)"),
+    ("pruner.interval=0", "pruner.interval: must be a positive step count, got 0"),
+    ("pruner.events=-2", "pruner.events: must be a positive integer or null, got -2"),
+    ("pruner.init_sparsity=0.95", "pruner.init_sparsity: 0.95 is above pruner.sparsity (0.9)"),
+    ("pruner.sparsity=1.0", "pruner.sparsity: sparsity must be in [0, 1), got 1.0"),
+    ("pruner.t_end=1.5", "pruner.t_end: must be a step count (int >= 0) or a fraction"),
+    ("pruner.layers=[conv,bn]", "pruner.layers: must be a non-empty list of conv, linear"),
+])
+def test_bad_pruner_config_is_one_clear_line(tiny_overrides, override, message):
+    with pytest.raises(ConfigError) as error:
+        validate(make_config([*tiny_overrides, "pruner=fggp", override]))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("exp", ["fggp2024_vgg19_bn_fggp", "fggp2024_vgg19_bn_gmp", "fggp2024_resnet50_fggp",
+                                 "fggp2024_resnet50_gmp", "fggp2024_quick"])
+def test_fggp2024_experiments_compose_to_the_papers_recipe(exp):
+    cfg = make_config([f"+exp={exp}", "pruner.sparsity=0.98", "pruner.init_sparsity=0.5"])
+    validate(cfg)
+    assert cfg.pruner.name == ("fggp" if exp == "fggp2024_quick" else exp.split("_")[-1])
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.nesterov,
+            cfg.optimizer.weight_decay) == ("sgd", 0.1, 0.9, True, 5e-4)
+    assert list(cfg.scheduler.milestones) == [0.5, 0.75] and cfg.scheduler.gamma == 0.1
+    assert cfg.trainer.batch_size == 64 and cfg.trainer.label_smoothing == 0.1
+    assert (cfg.pruner.t_start, cfg.pruner.t_end, cfg.pruner.sparsity, cfg.pruner.init_sparsity) == (0, 0.8, 0.98, 0.5)
+    if exp != "fggp2024_quick":
+        assert cfg.trainer.epochs == 160 and cfg.pruner.interval == 2000 and cfg.data.name == "cifar10"
+        assert cfg.model.name == ("vgg19_bn" if "vgg19_bn" in exp else "resnet50")
+    assert cfg.name == f"fggp2024_{cfg.model.name}_{cfg.pruner.name}_s0.98_init0.5"
