@@ -129,6 +129,34 @@ def test_changing_lr_threshold_is_the_sum_of_increments():
     assert weight.detach() == pytest.approx(soft_threshold(accumulator, threshold), rel=1e-6, abs=1e-7)
 
 
+def test_matches_a_per_tensor_reference_with_two_groups_and_a_schedule():
+    # The paper's update written per tensor (as the authors' code loops), with lambda in float64,
+    # against the foreach version: two parameter groups with their own c and mu, a changing lr.
+    model = small_net()
+    conv_and_bn = list(model[0].parameters()) + list(model[1].parameters())
+    groups = [{"params": conv_and_bn, "c": 0.02, "mu": 0.55}, {"params": list(model[4].parameters())}]
+    optimizer = GRDA(groups, lr=0.1, c=0.05, mu=0.7)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.9**step)
+    reference = [{"c": 0.02, "mu": 0.55, "threshold": 0.0, "tensors": [p.detach().clone() for p in conv_and_bn]},
+                 {"c": 0.05, "mu": 0.7, "threshold": 0.0,
+                  "tensors": [p.detach().clone() for p in model[4].parameters()]}]
+    generator = torch.Generator().manual_seed(3)
+    for n in range(1, 31):
+        lr = optimizer.param_groups[0]["lr"]
+        for group, ref in zip(optimizer.param_groups, reference):
+            ref["threshold"] += ref["c"] * lr ** (ref["mu"] + 0.5) * (n ** ref["mu"] - (n - 1) ** ref["mu"])
+            for param, accumulator in zip(group["params"], ref["tensors"]):
+                param.grad = torch.randn(param.shape, generator=generator)
+                accumulator -= lr * param.grad
+        optimizer.step()
+        schedule.step()
+    for group, ref in zip(optimizer.param_groups, reference):
+        assert group["threshold"] == pytest.approx(ref["threshold"], rel=1e-6)
+        for param, accumulator in zip(group["params"], ref["tensors"]):
+            assert param.detach() == pytest.approx(soft_threshold(accumulator, ref["threshold"]), abs=1e-6)
+    assert 0 < sum(int((p == 0).sum()) for p in model.parameters()) < sum(p.numel() for p in model.parameters())
+
+
 def test_every_parameter_is_thresholded_biases_and_batchnorm_included():
     model = small_net()
     optimizer = GRDA(model.parameters(), lr=0.1, c=100.0, mu=0.6)  # lambda_1 = 100 * 0.1^1.1 > |w|
