@@ -113,21 +113,23 @@ def bench_loop(args) -> None:
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, calls: int,
-                        rounds: int = 5) -> dict[str, float]:
-    """Median seconds per call of each fn, timed in alternating blocks so that a machine whose
-    load changes during the run slows every fn alike."""
+                        rounds: int) -> dict[str, float]:
+    """Seconds per call of each fn: the fastest of `rounds` blocks of `calls` calls, the fns taking
+    turns block by block. Other work on a shared machine only ever adds time, so the fastest
+    block is the best estimate of each fn's own cost, and turns keep slow drifts from favouring one."""
     blocks = {name: [] for name in fns}
     for fn in fns.values():
         seconds_per_call(fn, device, calls=1, warmup=2, repeats=1)
     for _ in range(rounds):
         for name, fn in fns.items():
             blocks[name].append(seconds_per_call(fn, device, calls, warmup=0, repeats=1))
-    return {name: statistics.median(times) for name, times in blocks.items()}
+    return {name: min(times) for name, times in blocks.items()}
 
 
 @benchmark
 def bench_grda(args) -> None:
-    """gRDA against plain SGD (momentum 0), ResNet-56: whole training step and optimizer step alone."""
+    """gRDA against plain SGD (momentum 0), ResNet-56: whole training step and optimizer step alone.
+    The two take turns step by step; each figure is the fastest of 3 x --steps steps."""
     device, runtime = args.device, runtime_for(args.device)
     data = synthetic_device_data(2048, device)
     models, optimizers = {}, {}
@@ -145,8 +147,8 @@ def bench_grda(args) -> None:
             train_step(models[name], optimizers[name], pruner, images, labels, 0, runtime)
         return step
 
-    train_s = interleaved_seconds({name: train(name) for name in models}, device, args.steps)
-    step_s = interleaved_seconds({name: optimizers[name].step for name in models}, device, 20 * args.steps)
+    train_s = interleaved_seconds({name: train(name) for name in models}, device, 1, 3 * args.steps)
+    step_s = interleaved_seconds({name: optimizers[name].step for name in models}, device, 20, 3 * args.steps)
     n_params = sum(p.numel() for p in models["sgd"].parameters())
     print(f"grda [resnet56, {n_params / 1e6:.2f}M params, batch {args.batch_size}, {device}]: "
           f"train step SGD {1e3 * train_s['sgd']:.1f} ms, gRDA {1e3 * train_s['grda']:.1f} ms; "
