@@ -24,6 +24,15 @@ def quiet(message):
     pass
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are tiny: one thread is faster than two, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_net() -> nn.Module:
     """Conv (with bias) + BN + linear: every kind of parameter gRDA must act on."""
     torch.manual_seed(0)
