@@ -7,6 +7,7 @@ A table is described by conf/table/<name>.yaml:
     where: {config.pruner.name: magnitude}      # keep records whose dotted keys match
     rows: {model: config.model.name}            # cell keys: column -> dotted record key
     columns: {acc: metrics.test_acc}            # measured values, mean ± std over a cell's runs
+                                                # (or {key: sparsity.all, scale: 100}: times 100)
     unique: [config.seed]      # optional: a cell's records that agree on these keys are one
                                # sample (merged column by column), e.g. runs sharing one training
     published: {columns: [acc]}                 # compare with results/published/<name>.csv
@@ -15,7 +16,8 @@ A table is described by conf/table/<name>.yaml:
 
 Every table also keys cells by `data` (dataset, format, subset) and `epochs`, so runs on the
 JPEG copy, on subsets or at reduced budgets are never averaged with full official-format runs.
-Published rows join on the `rows` keys only and appear even before any run exists.
+Published rows join on the `rows` keys only and appear even before any run exists. The join
+compares keys as text: a key a record lacks (None) meets an empty CSV cell, and 1 meets 1.0.
 
 `compare` puts the cells that differ only in one row key (`key`, e.g. the pruner) side by side:
 every value column gets one copy per listed value (`acc_fggp`, `acc_std_fggp`, `n_fggp`, ...)
@@ -83,6 +85,25 @@ def _matches(record: dict, where: dict) -> bool:
     return True
 
 
+def column_value(record: dict, source):
+    """A measured value: `source` is a dotted key, or {key: dotted key, scale: factor}."""
+    if not isinstance(source, dict):
+        return lookup(record, source)
+    value = lookup(record, source["key"])
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value * source.get("scale", 1)
+    return value
+
+
+def key_text(value) -> str:
+    """A cell key as join text: missing (None, NaN) is "", whole floats lose their ".0"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(float(value))
+    return str(value)
+
+
 def records_frame(spec: dict, records: list[dict]) -> pd.DataFrame:
     """One row per finished record that matches the table: cell keys and measured values."""
     rows = []
@@ -90,7 +111,7 @@ def records_frame(spec: dict, records: list[dict]) -> pd.DataFrame:
         if record.get("status") != "finished" or not _matches(record, spec.get("where", {})):
             continue
         row = {name: lookup(record, key) for name, key in {**IMPLICIT_KEYS, **spec["rows"]}.items()}
-        row.update({name: lookup(record, key) for name, key in spec["columns"].items()})
+        row.update({name: column_value(record, source) for name, source in spec["columns"].items()})
         row.update({f"unique:{key}": lookup(record, key) for key in spec.get("unique", [])})
         rows.append(row)
     unique = [f"unique:{key}" for key in spec.get("unique", [])]
@@ -132,9 +153,9 @@ def build_table(name: str, spec: dict, records: list[dict]) -> pd.DataFrame:
     if published is not None:
         row_keys = list(spec["rows"])
         paper = published[[*row_keys, *compared, "source"]].rename(columns={c: f"{c}_paper" for c in compared})
-        for key in row_keys:  # join on strings: "resnet56" in a CSV must meet "resnet56" in a record
-            paper[key] = paper[key].astype(str)
-            table[key] = table[key].astype(str)
+        for key in row_keys:  # join on text: "resnet56" in a CSV must meet "resnet56" in a record
+            paper[key] = paper[key].map(key_text)
+            table[key] = table[key].map(key_text)
         table = table.merge(paper, on=row_keys, how="outer")
         for column in compared:
             table[f"{column}_diff"] = table[column] - table[f"{column}_paper"]
@@ -180,12 +201,14 @@ def side_by_side(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 
 def _natural_key(series: pd.Series) -> pd.Series:
-    """Sort resnet56 before resnet110: numbers inside strings compare as numbers."""
+    """Sort resnet56 before resnet110 and 0.501 before 0.51: numbers inside strings (decimals
+    too) compare as numbers."""
     import re
 
     def key(value):
         text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-        return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))
+        parts = re.split(r"(\d+(?:\.\d+)?)", text)
+        return tuple((0, float(part), "") if part[:1].isdigit() else (1, 0, part) for part in parts)
 
     return series.map(key)
 

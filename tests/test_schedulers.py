@@ -36,8 +36,10 @@ def test_cosine_per_iteration():
 
 
 def test_grda_piecewise_schedule():
-    # PAPERS.md section 3: 1 while e/E <= 0.5, linear to 0.01 at e/E = 0.9, then 0.01.
-    cfg = {"name": "grda_piecewise", "hold": 0.5, "end": 0.9, "final_factor": 0.01, "per_epoch": True}
+    # PAPERS.md section 3: 1 while e/E <= 0.5, linear to 0.01 at e/E = 0.9, then 0.01; here with
+    # epochs numbered from 0 (the authors' numbering from 1 is tested in test_grda.py).
+    cfg = {"name": "grda_piecewise", "hold": 0.5, "end": 0.9, "final_factor": 0.01, "per_epoch": True,
+           "first_epoch": 0}
     per_epoch = factors(cfg, steps_per_epoch=2, epochs=10)[::2]
     expected = [1, 1, 1, 1, 1, 1, 1 - 0.99 * 0.25, 1 - 0.99 * 0.5, 1 - 0.99 * 0.75, 0.01]
     assert per_epoch == pytest.approx(expected)

@@ -1,6 +1,7 @@
 """The loop end to end on tiny synthetic runs: records, re-runs, resume, divergence."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def test_sigkill_in_epoch_two_then_rerun_resumes_and_matches(tmp_path):
     assert whole.returncode == 0, whole.stderr
     runs = tmp_path / "cut"
     process = subprocess.Popen([sys.executable, "-m", "prune_bench.cli", *args, f"paths.runs_dir={runs}"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     deadline = time.time() + 120
     while not list(runs.glob("*/checkpoint.pt")) and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)

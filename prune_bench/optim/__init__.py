@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import torch
 
 from ..errors import ConfigError
 from ..registry import Component, in_range, positive
+from .grda import GRDA
 from .schedulers import SCHEDULERS, build_scheduler
 from .stochgradadam import MASKED_MOMENTS, StochGradAdam
 
@@ -72,10 +74,24 @@ def _check_betas(cfg) -> list[str]:
     return positive(cfg, "eps", "optimizer")
 
 
+def _grda(params, cfg):
+    return GRDA(params, lr=cfg.lr, c=cfg.c, mu=cfg.mu)
+
+
+def _check_grda(cfg) -> list[str]:
+    problems = positive(cfg, "lr", "optimizer") + positive(cfg, "mu", "optimizer")
+    problems += in_range(cfg, "c", "optimizer", 0.0, float("inf"))
+    if not problems and not 0.5 < cfg.mu < 1:  # Chao et al. 2020: 0.5 < mu < 1
+        print(f"warning: optimizer.mu={cfg.mu} is outside the paper's range 0.5 < mu < 1; continuing",
+              file=sys.stderr)
+    return problems
+
+
 OPTIMIZERS = {
     "sgd": Component(_sgd, _check_sgd),
     "adam": Component(_adam, lambda cfg: _check_common(cfg) + _check_betas(cfg)),
     "sga": Component(_sga, _check_sga),
+    "grda": Component(_grda, _check_grda),
 }
 
 
@@ -85,4 +101,4 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     return OPTIMIZERS[cfg.name].build(params, cfg)
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "StochGradAdam", "build_optimizer", "build_scheduler"]
+__all__ = ["GRDA", "OPTIMIZERS", "SCHEDULERS", "StochGradAdam", "build_optimizer", "build_scheduler"]

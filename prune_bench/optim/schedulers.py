@@ -34,10 +34,14 @@ def cosine(cfg, steps_per_epoch: int, epochs: int):
 def grda_piecewise(cfg, steps_per_epoch: int, epochs: int):
     """gRDA's CIFAR schedule (Chao et al. 2020, authors' code; PAPERS.md section 3): with r = e/E
     for epoch e of E, factor 1 while r <= hold, then linear down to `final_factor` at r = end,
-    then `final_factor`. `per_epoch` (default, as the authors) holds the factor within an epoch."""
+    then `final_factor`. The authors number epochs from 1 (e = 1..E, so the last epoch has r = 1);
+    `first_epoch: 0` numbers them from 0 instead. `per_epoch` (default, as the authors) holds the
+    factor within an epoch; otherwise e grows by 1/steps_per_epoch every step."""
+    first_epoch = cfg.get("first_epoch", 1)
 
     def factor(step: int) -> float:
-        progress = (step // steps_per_epoch if cfg.per_epoch else step / steps_per_epoch) / epochs
+        epoch = (step // steps_per_epoch if cfg.per_epoch else step / steps_per_epoch) + first_epoch
+        progress = epoch / epochs
         if progress <= cfg.hold:
             return 1.0
         if progress <= cfg.end:
@@ -60,7 +64,11 @@ def _check_multistep(cfg) -> list[str]:
 def _check_grda(cfg) -> list[str]:
     if not 0 <= cfg.hold < cfg.end <= 1:
         return [f"scheduler: need 0 <= hold < end <= 1, got hold={cfg.hold}, end={cfg.end}"]
-    return in_range(cfg, "final_factor", "scheduler", 0.0, 1.0, closed_high=True)
+    problems = in_range(cfg, "final_factor", "scheduler", 0.0, 1.0, closed_high=True)
+    first_epoch = cfg.get("first_epoch", 1)
+    if isinstance(first_epoch, bool) or first_epoch not in (0, 1):
+        problems.append(f"scheduler.first_epoch: must be 0 or 1, got {first_epoch!r}")
+    return problems
 
 
 SCHEDULERS = {
