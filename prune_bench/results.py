@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -320,10 +321,10 @@ def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
     table = table[table["n"] > 0]
     if table.empty:
         raise ConfigError(f"plot: no finished runs under {runs_dir} match table '{name}'")
-    keys = [*IMPLICIT_KEYS, *spec["rows"]]
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for _, row in table.iterrows():
-        label = " / ".join(str(row[k]) for k in keys if k != "data") + f" ({row['data']})"
+        label = " / ".join(_fmt(row[k], key=True) for k in spec["rows"])
+        label += f" ({row['data']}, {_fmt(row['epochs'], key=True)} epochs)"
         if plot.get("kind", "lines") == "lines":
             xs = [x for column, x in plot["x"].items() if not _isnan(row[column])]
             ys = [row[c] for c in plot["x"] if not _isnan(row[c])]
@@ -334,7 +335,7 @@ def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
                           marker="o", capsize=3, linestyle="none", label=label)
     axes.set_xlabel(plot.get("xlabel", ""))
     axes.set_ylabel(plot.get("ylabel", ""))
-    axes.set_title(spec["title"], fontsize=10)
+    axes.set_title(textwrap.fill(spec["title"], 80), fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()

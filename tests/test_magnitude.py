@@ -102,3 +102,25 @@ def test_a_sweep_over_levels_trains_once(tmp_path):
     assert len({r["metrics"]["test_acc_trained"] for r in records}) == 1
     for r in records:
         assert 0 <= (r["sparsity"]["prunable"] - r["sparsity"]["target"]) * r["pruner"]["n_prunable"] < 1
+
+
+def test_concurrent_jobs_of_one_sweep_train_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def launch(sparsity):
+        args = ["run", "+exp=resnet56_adam", "model=resnet20", "data=synthetic", "data.synthetic.train_size=200",
+                "data.synthetic.test_size=50", "trainer.epochs=1", "trainer.batch_size=50",
+                "trainer.progress=none", "pruner.sparsity_levels=[]", f"pruner.sparsity={sparsity}",
+                f"paths.runs_dir={tmp_path / 'runs'}"]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen([sys.executable, "-m", "prune_bench.cli", *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    jobs = [launch(0.4), launch(0.6)]
+    outputs = [job.communicate(timeout=300) for job in jobs]
+    assert all(job.returncode == 0 for job in jobs), [err for _, err in outputs]
+    stdout = "".join(out for out, _ in outputs)
+    assert stdout.count("training (shared) in") == 1 and stdout.count("reusing the trained model") == 1

@@ -25,6 +25,11 @@ def test_multistep_fractions_fall_on_epoch_boundaries():
     assert values[18:] == pytest.approx([0.01] * 6)
 
 
+def test_multistep_fraction_halves_round_up():
+    cfg = {"name": "multistep", "milestones": [0.5], "milestones_unit": "fraction", "gamma": 0.1}
+    assert factors(cfg, 1, 5) == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])  # 2.5 -> after epoch 3
+
+
 def test_multistep_epoch_milestones():
     cfg = {"name": "multistep", "milestones": [2], "milestones_unit": "epoch", "gamma": 0.5}
     assert factors(cfg, 2, 3) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]

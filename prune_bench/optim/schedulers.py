@@ -10,8 +10,8 @@ from ..registry import Component, in_range
 
 
 def _milestone_steps(cfg, steps_per_epoch: int, epochs: int) -> list[int]:
-    if cfg.get("milestones_unit", "fraction") == "fraction":
-        return [round(m * epochs) * steps_per_epoch for m in cfg.milestones]
+    if cfg.get("milestones_unit", "fraction") == "fraction":  # the nearest epoch, halves up (0.5 x 5 -> 3)
+        return [math.floor(m * epochs + 0.5) * steps_per_epoch for m in cfg.milestones]
     return [int(m) * steps_per_epoch for m in cfg.milestones]
 
 
