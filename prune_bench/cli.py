@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(error))
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume from the last checkpoint", 130)
+    except BrokenPipeError:  # e.g. `prune-bench list | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     fail(f"unknown command '{command}'; use run, table, plot or list")
     return 2
 
