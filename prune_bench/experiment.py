@@ -190,7 +190,7 @@ def _finish_and_record(cfg, data, runtime, pruner: Pruner, trained: Trained, run
             return evaluate(candidate, data, runtime)
 
         metrics.update(pruner.finish(evaluate_model))
-        model = pruner.ctx.model if hasattr(pruner, "ctx") else model
+        model = pruner.ctx.model  # a structural pruner may have replaced it
         if pruner.finetune_epochs:
             finetune_history = finetune(cfg, data, runtime, pruner, model, log).history
         if cfg.pruner.name != "none":  # the pruner may have changed the weights after training

@@ -55,10 +55,13 @@ def conv_linear_weights(model: nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 def zero_fraction(tensors) -> float:
+    """Fraction of exactly-zero entries over all `tensors` (one read from the device)."""
     tensors = list(tensors)
     total = sum(t.numel() for t in tensors)
-    zeros = sum(t.numel() - int(torch.count_nonzero(t)) for t in tensors)
-    return zeros / total if total else 0.0
+    if not total:
+        return 0.0
+    nonzero = int(sum(torch.count_nonzero(t).to(tensors[0].device) for t in tensors))
+    return (total - nonzero) / total
 
 
 def sparsity_summary(model: nn.Module, prunable: dict[str, torch.Tensor] | None = None) -> dict:

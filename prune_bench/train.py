@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .data import DeviceData, steps_per_epoch, test_batches, train_batches
 from .errors import CheckpointError
 from .fileio import atomic_torch_save
+from .metrics import zero_fraction
 from .pruning import Pruner, TrainContext
 
 CHECKPOINT_FORMAT = 1
@@ -220,6 +221,8 @@ def fit(
         achieved = pruner.report().get("achieved")
         if achieved is not None:
             entry["sparsity"] = achieved
+        # Exact zeros over all parameters, whatever made them (a pruner, or gRDA's thresholding).
+        entry["zeros_all"] = zero_fraction(p.detach() for p in model.parameters())
         entry["seconds"] = time.perf_counter() - started
         state.history.append(entry)
         state.epoch = epoch + 1
@@ -239,6 +242,8 @@ def _epoch_line(entry: dict, epochs: int) -> str:
         parts.append(f"test {entry['test_acc']:.2f}%")
     if "sparsity" in entry:
         parts.append(f"sparsity {100 * entry['sparsity']:.2f}%")
+    elif entry["zeros_all"] > 0:
+        parts.append(f"zeros {100 * entry['zeros_all']:.2f}%")
     parts += [f"lr {entry['lr']:.4g}", f"{entry['images_per_s']:.0f} img/s", f"{entry['seconds']:.1f}s"]
     return "  ".join(parts)
 

@@ -74,6 +74,13 @@ def runtime_for(device: torch.device) -> Runtime:
                    progress="none")
 
 
+def data_and_model(args, n_images: int = 2048) -> tuple[DeviceData, torch.nn.Module]:
+    """Synthetic data on the device and a seeded `args.model` in channels_last."""
+    data = synthetic_device_data(n_images, args.device)
+    torch.manual_seed(0)
+    return data, build_model(args.model).to(args.device, memory_format=torch.channels_last)
+
+
 def endless_batches(data: DeviceData, batch_size: int):
     epoch = 0
     while True:
@@ -86,9 +93,7 @@ def bench_loop(args) -> None:
     """Our training step (device-side augmentation + train_step with no pruner) against a bare
     PyTorch step on one fixed, pre-normalised batch: the loop's own overhead."""
     device, runtime = args.device, runtime_for(args.device)
-    data = synthetic_device_data(2048, device)
-    torch.manual_seed(0)
-    model = build_model(args.model).to(device, memory_format=torch.channels_last)
+    data, model = data_and_model(args)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     batches = endless_batches(data, args.batch_size)
     fixed_images, fixed_labels = next(batches)
@@ -159,9 +164,7 @@ def bench_gradual(args) -> None:
     """GMP/FGGP: a training step with the mask set active (90% sparse) against no pruner, and
     the cost of one pruning event (50% -> 60% sparsity) in training steps."""
     device, runtime = args.device, runtime_for(args.device)
-    data = synthetic_device_data(2048, device)
-    torch.manual_seed(0)
-    model = build_model(args.model).to(device, memory_format=torch.channels_last)
+    data, model = data_and_model(args)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     batches = endless_batches(data, args.batch_size)
 

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from prune_bench.optim import build_scheduler
 from prune_bench.paths import conf_dir
-
-torch_threads = os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def make_config(overrides: list[str]):
@@ -47,3 +48,25 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.Comp
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
+
+
+@pytest.fixture
+def one_thread():
+    """For tests of tiny tensors: one thread is faster, and steady on a busy CPU (measured:
+    7 s instead of 65 s for the gradual-pruning loop tests on 2 busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lr_factors(cfg: dict, steps_per_epoch: int, epochs: int) -> list[float]:
+    """The lr of every step of a run under the scheduler `cfg` (base lr 1)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(OmegaConf.create(cfg), optimizer, steps_per_epoch, epochs)
+    values = []
+    for _ in range(steps_per_epoch * epochs):
+        values.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return values

@@ -23,7 +23,7 @@ from prune_bench.pruning import (
     gmp_masks,
     select_prunable,
 )
-from prune_bench.pruning.gradual import smallest_k
+from prune_bench.pruning.masks import smallest_k
 from prune_bench.pruning.schedules import cosine_rate, event_steps, resolve_time
 
 
@@ -31,14 +31,7 @@ def quiet(message):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests run tiny tensors: one thread is faster, and steady on a shared CPU (measured:
-    7 s instead of 65 s for the loop tests on 2 busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- schedules

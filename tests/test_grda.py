@@ -12,25 +12,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import make_config
+from conftest import lr_factors, make_config
 from prune_bench import experiment
 from prune_bench.config import validate
 from prune_bench.errors import ConfigError
 from prune_bench.models import build_model
-from prune_bench.optim import GRDA, build_optimizer, build_scheduler
+from prune_bench.optim import GRDA, build_optimizer
 
 
 def quiet(message):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is faster than two, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net() -> nn.Module:
@@ -255,14 +249,7 @@ def test_the_registry_builds_grda_from_its_config():
 
 
 def epoch_factors(cfg: dict, steps_per_epoch: int, epochs: int) -> list[float]:
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = build_scheduler(OmegaConf.create(cfg), optimizer, steps_per_epoch, epochs)
-    values = []
-    for _ in range(steps_per_epoch * epochs):
-        values.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return values[::steps_per_epoch]
+    return lr_factors(cfg, steps_per_epoch, epochs)[::steps_per_epoch]
 
 
 def test_schedule_numbers_epochs_from_one_as_the_authors():
@@ -348,6 +335,7 @@ def test_exact_zeros_are_the_records_sparsity(tiny_overrides):
     assert record["status"] == "finished"
     assert record["sparsity"]["all"] == zeros / sum(p.numel() for p in parameters) > 0.3
     assert record["params_nonzero"] == record["params"] - zeros
+    assert record["history"][-1]["zeros_all"] == record["sparsity"]["all"]  # logged every epoch
 
 
 def test_parameters_without_a_gradient_are_left_alone():

@@ -1,25 +1,11 @@
 import pytest
-import torch
-from omegaconf import OmegaConf
 
-from prune_bench.optim import build_scheduler
-
-
-def factors(cfg: dict, steps_per_epoch: int, epochs: int) -> list[float]:
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=1.0)
-    scheduler = build_scheduler(OmegaConf.create(cfg), optimizer, steps_per_epoch, epochs)
-    values = []
-    for _ in range(steps_per_epoch * epochs):
-        values.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return values
+from conftest import lr_factors
 
 
 def test_multistep_fractions_fall_on_epoch_boundaries():
     cfg = {"name": "multistep", "milestones": [0.5, 0.75], "milestones_unit": "fraction", "gamma": 0.1}
-    values = factors(cfg, steps_per_epoch=3, epochs=8)  # drops after epochs 4 and 6
+    values = lr_factors(cfg, steps_per_epoch=3, epochs=8)  # drops after epochs 4 and 6
     assert values[:12] == [1.0] * 12
     assert values[12:18] == pytest.approx([0.1] * 6)
     assert values[18:] == pytest.approx([0.01] * 6)
@@ -27,16 +13,16 @@ def test_multistep_fractions_fall_on_epoch_boundaries():
 
 def test_multistep_fraction_halves_round_up():
     cfg = {"name": "multistep", "milestones": [0.5], "milestones_unit": "fraction", "gamma": 0.1}
-    assert factors(cfg, 1, 5) == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])  # 2.5 -> after epoch 3
+    assert lr_factors(cfg, 1, 5) == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])  # 2.5 -> after epoch 3
 
 
 def test_multistep_epoch_milestones():
     cfg = {"name": "multistep", "milestones": [2], "milestones_unit": "epoch", "gamma": 0.5}
-    assert factors(cfg, 2, 3) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+    assert lr_factors(cfg, 2, 3) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
 
 
 def test_cosine_per_iteration():
-    values = factors({"name": "cosine", "final_factor": 0.0}, steps_per_epoch=2, epochs=2)
+    values = lr_factors({"name": "cosine", "final_factor": 0.0}, steps_per_epoch=2, epochs=2)
     assert values == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
 
 
@@ -45,8 +31,8 @@ def test_grda_piecewise_schedule():
     # epochs numbered from 0 (the authors' numbering from 1 is tested in test_grda.py).
     cfg = {"name": "grda_piecewise", "hold": 0.5, "end": 0.9, "final_factor": 0.01, "per_epoch": True,
            "first_epoch": 0}
-    per_epoch = factors(cfg, steps_per_epoch=2, epochs=10)[::2]
+    per_epoch = lr_factors(cfg, steps_per_epoch=2, epochs=10)[::2]
     expected = [1, 1, 1, 1, 1, 1, 1 - 0.99 * 0.25, 1 - 0.99 * 0.5, 1 - 0.99 * 0.75, 0.01]
     assert per_epoch == pytest.approx(expected)
-    values = factors(cfg, steps_per_epoch=2, epochs=10)
+    values = lr_factors(cfg, steps_per_epoch=2, epochs=10)
     assert values[12] == values[13]  # held within an epoch

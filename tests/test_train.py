@@ -29,6 +29,7 @@ def test_a_run_writes_a_complete_record(tiny_overrides):
     assert record["status"] == "finished"
     assert [h["epoch"] for h in record["history"]] == [1, 2]
     assert all("test_acc" in h and "train_loss" in h and "lr" in h for h in record["history"])
+    assert all(h["zeros_all"] == 0.0 for h in record["history"])  # dense SGD: no exact zeros
     assert record["metrics"]["test_acc"] == record["history"][-1]["test_acc"]
     assert record["params"] == 269_722 and record["macs"] > 40e6
     assert record["sparsity"]["prunable"] == 0.0 and record["sparsity"]["target"] is None

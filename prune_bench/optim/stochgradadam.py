@@ -108,9 +108,9 @@ class StochGradAdam(torch.optim.Optimizer):
         hold = masks is not None and group["masked_moments"] == "hold"
         if hold:
             # Masked coordinates keep their moments: lerp with weight Omega * (1 - beta).
-            torch._foreach_lerp_(exp_avgs, grads, [keep * (1 - beta1) for keep in masks])
+            torch._foreach_lerp_(exp_avgs, grads, torch._foreach_mul(masks, 1 - beta1))
             torch._foreach_lerp_(exp_avg_sqs, torch._foreach_mul(grads, grads),
-                                 [keep * (1 - beta2) for keep in masks])
+                                 torch._foreach_mul(masks, 1 - beta2))
         else:
             phis = torch._foreach_mul(grads, masks) if masks is not None else grads
             # Adam's moment updates, in torch.optim.Adam's operation order (bitwise Adam at rate 1).

@@ -30,22 +30,8 @@ from ..errors import ConfigError
 from ..registry import in_range
 from .base import Pruner, TrainContext
 from .erk import erk_masks
-from .masks import MaskSet, select_prunable
+from .masks import MaskSet, select_prunable, smallest_k
 from .schedules import cosine_rate, cubic_sparsity, event_steps, resolve_time
-
-
-def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """True at the k smallest entries of the flat `scores`. Ties at the k-th value go to the
-    lowest indices, so exactly k entries are True (for k <= scores.numel())."""
-    if k <= 0:
-        return torch.zeros_like(scores, dtype=torch.bool)
-    if k >= scores.numel():
-        return torch.ones_like(scores, dtype=torch.bool)
-    threshold = scores.kthvalue(k).values
-    below = scores < threshold
-    at = scores == threshold
-    room = k - below.sum()
-    return below | (at & (at.cumsum(0) <= room))
 
 
 def _flat(tensors: dict[str, torch.Tensor], names) -> torch.Tensor:

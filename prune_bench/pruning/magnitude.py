@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from ..registry import Component
 from .base import Pruner
-from .masks import MaskSet, select_prunable
+from .masks import MaskSet, select_prunable, smallest_k
 
 SCOPES = ("global", "layer")
 TIES = ("exact_k", "threshold")
@@ -33,23 +33,17 @@ def n_to_prune(n: int, sparsity: float) -> int:
 
 
 def smallest_k_mask(scores: torch.Tensor, k: int, ties: str = "exact_k") -> torch.Tensor:
-    """Boolean mask (True = kept) over a flat score vector: the k smallest scores are pruned.
-    Selection with kthvalue (linear time), no sort."""
-    kept = torch.ones_like(scores, dtype=torch.bool)
+    """Boolean mask (True = kept) over a flat score vector with the k smallest scores pruned:
+    exactly k (exact_k), or the literal rule, every score below psi = sorted(scores)[k]
+    (threshold: ties at psi survive, so fewer may go)."""
+    if ties == "exact_k":
+        return ~smallest_k(scores, k)
+    if k >= scores.numel():  # psi would lie past the end: everything goes
+        return torch.zeros_like(scores, dtype=torch.bool)
     if k <= 0:
-        return kept
-    if k >= scores.numel() and ties == "exact_k":
-        return torch.zeros_like(kept)
-    if ties == "threshold":
-        if k >= scores.numel():  # psi would lie past the end: nothing is >= it
-            return torch.zeros_like(kept)
-        psi = torch.kthvalue(scores, k + 1).values  # sorted(scores)[k], 0-based
-        return scores >= psi
-    threshold = torch.kthvalue(scores, k).values  # the k-th smallest
-    below = scores < threshold
-    at = scores == threshold
-    n_more = k - int(below.sum())  # how many of the tied scores still go, lowest index first
-    return ~(below | (at & (torch.cumsum(at, 0) <= n_more)))
+        return torch.ones_like(scores, dtype=torch.bool)
+    psi = torch.kthvalue(scores, k + 1).values  # sorted(scores)[k], 0-based
+    return scores >= psi
 
 
 def magnitude_masks(tensors: dict[str, torch.Tensor], sparsity: float, scope: str = "global",

@@ -34,6 +34,20 @@ def select_prunable(
     return {f"{name}.weight": m.weight for name, m in selected if name not in skipped}
 
 
+def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """True at the k smallest entries of the flat `scores`, found with kthvalue (linear time, no
+    sort). Ties at the k-th value go to the lowest indices, so exactly k entries are True."""
+    if k <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if k >= scores.numel():
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = scores.kthvalue(k).values
+    below = scores < threshold
+    at = scores == threshold
+    room = k - below.sum()
+    return below | (at & (at.cumsum(0) <= room))
+
+
 class MaskSet:
     """Masks over named parameters. `apply_()` zeroes pruned weights, `mask_grads_()` zeroes
     their gradients, `zero_optimizer_state_()` zeroes their momentum / Adam moments, so a pruned
