@@ -84,6 +84,9 @@ def run_command(overrides: list[str]) -> int:
     import hydra
 
     check_group_overrides(overrides)
+    from .compose import compose_jobs, job_overrides
+
+    compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
     from .experiment import run
 
     def task(cfg) -> None:

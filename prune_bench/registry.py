@@ -14,6 +14,7 @@ def _no_problems(cfg) -> list[str]:
 class Component:
     build: Callable
     validate: Callable = _no_problems  # cfg section -> list of one-line problems
+    schema: type | None = None  # a dataclass naming the section's keys and their types
 
 
 def positive(cfg, key: str, section: str) -> list[str]:

@@ -110,3 +110,15 @@ def test_the_wheel_ships_the_config_tree_and_published_numbers(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"prune_bench/conf/config.yaml", "prune_bench/conf/exp/smoke.yaml",
             "prune_bench/conf/table/baselines.yaml", "prune_bench/published/baselines.csv"} <= names
+
+
+def test_a_sweep_is_validated_before_any_job_trains(tmp_path):
+    # the bad value is in the last job: nothing may train, every bad job is named on its own line
+    result = run_cli(tiny(tmp_path, "-m", "seed=1,2", "optimizer.lr=0.1,0"), cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 2, result.stderr
+    for seed, line in zip((1, 2), lines):
+        assert line.startswith("prune-bench: error: [") and f"seed={seed} optimizer.lr=0]" in line
+        assert line.endswith("] optimizer.lr: must be a number > 0, got 0")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/*"))

@@ -1,0 +1,69 @@
+"""Configs composed the way `prune-bench run` composes them, outside Hydra's app: a sweep's
+overrides expanded into its jobs (Hydra's own sweep syntax and expansion), and each job's
+config composed and validated before anything trains. Hydra's multi-line errors become one
+ConfigError line."""
+
+from __future__ import annotations
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+from .paths import conf_dir
+
+
+def one_line(error: Exception) -> str:
+    """The first paragraph of an exception's text, on one line (Hydra appends search paths,
+    option lists and links on further lines)."""
+    text = str(error).split("\n\n")[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__
+
+
+def job_overrides(argv: list[str]) -> list[str]:
+    """The config overrides in a `run` command line (Hydra's flags such as -m are not)."""
+    return [arg for arg in argv if not arg.startswith("-")]
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """Every job of a sweep (`seed=1,2,3 model=resnet20,resnet56` -> 6 override lists), in the
+    order Hydra's basic sweeper runs them. A command without sweep syntax is one job."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        raise ConfigError(f"overrides: {one_line(error)}") from None
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `prune-bench run <overrides>` would see (one job)."""
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        try:
+            return compose(config_name="config", overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as error:
+            raise ConfigError(one_line(error)) from None
+
+
+def compose_jobs(overrides: list[str]) -> list[tuple[list[str], DictConfig]]:
+    """Every job of the sweep `overrides` describes, composed and validated: (its overrides,
+    its config). Raises one ConfigError listing the problems of every bad job, one line each
+    (a job's line names its overrides when the sweep has more than one job)."""
+    from .config import validate
+
+    jobs = expand_sweep(overrides)
+    composed, problems = [], []
+    for job in jobs:
+        prefix = f"[{' '.join(job)}] " if len(jobs) > 1 else ""
+        try:
+            cfg = compose_config(job)
+            validate(cfg)
+        except ConfigError as error:
+            problems += [f"{prefix}{line}" for line in str(error).splitlines()]
+            continue
+        composed.append((job, cfg))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return composed
