@@ -13,7 +13,7 @@ from .data import OFFICIAL, SOURCES
 from .errors import ConfigError
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
-from .pruning import PRUNERS
+from .pruning import PRUNERS, cross_check
 from .registry import in_range
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
@@ -62,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
         if _check_choice(problems, f"{group}.name", section.name, list(registry)):
             problems += registry[section.name].validate(section)
     problems += _check_sparsities(cfg.pruner)
+    if not problems:
+        problems += cross_check(cfg)  # pruner checks that need the model too (dpm: shortcut, BN)
     trainer = cfg.trainer
     for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
         if key == "eval_batch_size" and trainer[key] == "auto":

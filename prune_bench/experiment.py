@@ -80,7 +80,11 @@ def run(cfg: DictConfig, log=print) -> dict:
         pruner = build_pruner(cfg.pruner)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        if pruner.acts_during_training:
+        if pruner.staged:  # pretrain -> sparse stage -> fine-tune with pruning (DPM): stages.py
+            from .stages import run_stages
+
+            trained = run_stages(cfg, data, runtime, pruner, run_dir, run_id, log)
+        elif pruner.acts_during_training:
             trained = train(cfg, data, runtime, pruner, run_dir, run_id, log)
         else:
             train_id = run_identity(cfg, data.info, drop=("pruner",))
