@@ -411,3 +411,13 @@ def test_an_unreachable_speedup_is_an_error():
     with pytest.raises(PruneBenchError, match="pruner.speedup: the target 1000.0x cannot be reached"):
         for _ in range(10):
             loop.step()
+
+
+def test_the_structural_path_never_imports_torchvision():
+    """torchvision is not a dependency (and is broken beside the CPU torch used here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, prune_bench.stages, prune_bench.pruning.dpm, torch_pruning; "
+            "sys.exit('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=conf_dir().parent).returncode == 0
