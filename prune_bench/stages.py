@@ -19,7 +19,7 @@ whether the earlier ones were trained in this process or loaded.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -128,7 +128,7 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
     options = _model_options(cfg.model)
     pruner.model_spec = {"name": cfg.model.name, "num_classes": data.num_classes, "options": options}
 
-    def fresh_model(weights: dict) -> torch.nn.Module:
+    def fresh_model(weights: dict, runtime: Runtime) -> torch.nn.Module:
         model = _to_device(build_model(cfg.model.name, data.num_classes, **options), runtime)
         model.load_state_dict(weights)
         return model
@@ -151,12 +151,18 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
         host = build_host(cfg.pruner.host, importance.group_reduction, importance.criterion)
         hooks = SparseLearning(host, float(sparse_cfg.reg))
         with _lock(runs_dir, f"sparse-{sparse_id}"):
-            sparse = train_stage(stage, fresh_model(weights), hooks, data, runtime, augment, log)
+            sparse = train_stage(stage, fresh_model(weights, runtime), hooks, data, runtime, augment, log)
         pruner.stage_info["sparse"] = _summary(sparse_dir, sparse.state, sparse.reused)
         weights = sparse.model.state_dict()
 
     optimizer_cfg, scheduler_cfg, trainer_cfg = stage_config(cfg, cfg.pruner.finetune)
     stage = Stage("finetune", run_dir, run_id, optimizer_cfg, scheduler_cfg, trainer_cfg, cfg.seed + 2, False)
-    result = train_stage(stage, fresh_model(weights), pruner, data, runtime, augment, log)
+    if runtime.device.type == "cpu" and runtime.channels_last:
+        # torch 2.13 on CPU (oneDNN): the backward pass of a 1x1 stride-2 convolution in
+        # channels_last with fewer than 16 input channels crashes (SIGSEGV) with 2 or more
+        # threads, and slimmed ResNets have such shortcuts: the stage runs in the default format.
+        runtime = replace(runtime, channels_last=False)
+        log("fine-tune stage on CPU in the default memory format (channels_last crashes torch's slimmed convolutions)")
+    result = train_stage(stage, fresh_model(weights, runtime), pruner, data, runtime, augment, log)
     return Trained(result.model, result.state, result.ctx, result.resumed_after)
 

@@ -165,13 +165,30 @@ def test_sigkill_during_the_pruning_phase_then_rerun_matches(finished, tmp_path)
     process.send_signal(signal.SIGKILL)  # during fine-tune epoch 2: channels removed, picks decaying
     process.wait()
     assert not list(runs.glob("*/record.json"))
-    resumed = run_cli(args, cwd=tmp_path)
+    resumed = subprocess.run([sys.executable, "-m", "prune_bench.cli", *args], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=240)  # one thread, as the reference run
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming the finetune stage" in resumed.stdout
     record = json.loads(next(runs.glob("resnet20*/record.json")).read_text())
     assert record["metrics"]["test_acc"] == whole["metrics"]["test_acc"]
     for name, tensor in weights(whole).items():
         assert torch.equal(tensor, weights(record)[name]), name
+
+
+def test_a_two_thread_cpu_run_of_slimmed_shortcuts_does_not_crash(finished, tmp_path):
+    """torch 2.13's oneDNN backward of a 1x1 stride-2 conv in channels_last with < 16 input
+    channels segfaults with 2+ threads; the fine-tune stage on CPU avoids channels_last."""
+    source_runs, _, _ = finished
+    runs = tmp_path / "runs"
+    shutil.copytree(source_runs / ".trained", runs / ".trained")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-m", "prune_bench.cli", "run", *TINY_DPM, "pruner.speedup=2.5",
+                             f"paths.runs_dir={runs}", f"paths.data_root={source_runs.parent / 'data'}"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "default memory format" in result.stdout
+    record = json.loads(next(runs.glob("resnet20*/record.json")).read_text())
+    assert min(shape[0] for name, shape in record["pruner"]["channels"].items() if name.endswith("shortcut.0")) < 16
 
 
 def test_the_dpm2024_table_keeps_reduced_budgets_apart_from_the_paper(finished, tmp_path):

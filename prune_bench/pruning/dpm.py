@@ -51,7 +51,7 @@ from ..metrics import count_params_macs
 from ..models import build_model
 from ..registry import Component, in_range, positive
 from .base import Pruner, TrainContext
-from .channels import ChannelGroup, slice_optimizer_state
+from .channels import slice_optimizer_state
 from .hosts import CRITERIA, HOSTS_ALLOWED, build_host, example_input
 from .shapes import MacCounter, layer_shapes, restore_shapes
 
