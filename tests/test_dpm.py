@@ -98,7 +98,7 @@ def test_group_norms_are_torch_prunings_group_l2_with_biases():
 
 def test_depgraph_picks_the_smallest_normalised_group_first():
     pruner = build_pruner(dpm_config(decay="none", speedup=1.01, prune_steps=1, prune_epochs=1))
-    loop = Loop(pruner)
+    Loop(pruner)
     group = pruner.host.groups["stages.1.0.conv1"]
     with torch.no_grad():  # channel 5's slices shrink 1000x: by far the smallest group L2 norm
         group.scale_(torch.where(torch.arange(group.size) == 5, 1e-3, 1.0))
@@ -108,7 +108,6 @@ def test_depgraph_picks_the_smallest_normalised_group_first():
     raw = pruner.host.raw_scores()["stages.1.0.conv1"]
     basis = torch.ones(group.size, dtype=torch.bool)
     torch.testing.assert_close(pruner._normalize(raw, basis), raw / raw.max())
-    del loop
 
 
 def test_bnscale_ranks_by_gamma_and_by_accumulated_taylor_scores():
