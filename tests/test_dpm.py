@@ -420,3 +420,25 @@ def test_the_structural_path_never_imports_torchvision():
     code = ("import sys, prune_bench.stages, prune_bench.pruning.dpm, torch_pruning; "
             "sys.exit('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=conf_dir().parent).returncode == 0
+
+
+def test_adam_moments_and_extra_optimizer_state_carry_over():
+    """Adam's moments are sliced like momentum; entries beside the per-parameter state (here
+    StochGradAdam's mask generator) carry over unchanged."""
+    from prune_bench.optim import StochGradAdam
+    from prune_bench.pruning.channels import slice_optimizer_state
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    optimizer = StochGradAdam(model.parameters(), lr=1e-2, generator=torch.Generator().manual_seed(0))
+    model(torch.randn(5, 4)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    names = [name for name, _ in model.named_parameters()]
+    kept = {"0.weight": [(0, torch.tensor([0, 2]))], "0.bias": [(0, torch.tensor([0, 2]))],
+            "1.weight": [(1, torch.tensor([0, 2]))]}
+    sliced = slice_optimizer_state(state, names, kept)
+    assert torch.equal(sliced["sampling_generator"], state["sampling_generator"])
+    assert torch.equal(sliced["state"][0]["exp_avg"], state["state"][0]["exp_avg"][[0, 2]])
+    assert torch.equal(sliced["state"][2]["exp_avg_sq"], state["state"][2]["exp_avg_sq"][:, [0, 2]])
+    assert torch.equal(sliced["state"][3]["exp_avg"], state["state"][3]["exp_avg"])  # untouched
+    assert sliced["state"][0]["step"] == state["state"][0]["step"]

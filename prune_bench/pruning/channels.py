@@ -170,4 +170,4 @@ def slice_optimizer_state(state: dict, param_names: list[str], kept: dict[str, l
                         entry = entry.index_select(dim, keep.to(entry.device))
                     value[key] = entry
         new_state[index] = value
-    return {"state": new_state, "param_groups": state["param_groups"]}
+    return {**state, "state": new_state}  # other entries (e.g. StochGradAdam's generator) carry over
