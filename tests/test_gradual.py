@@ -239,39 +239,47 @@ def test_fggp_cosine_rate_is_used_at_each_event():
     assert log[-1]["rate"] == pytest.approx(0.005)
 
 
-def test_fggp_uses_the_raw_gradient_of_the_event_step(monkeypatch):
+def one_event_step(name, lr, **overrides):
+    """One SGD step of a small net with an event right after it (t = 1, to 30% sparsity): the weights the forward
+    pass used, the raw gradient, the weights after the step, the masks before and after."""
     torch.manual_seed(0)
     model = small_net()
-    pruner, optimizer = start_pruner("fggp", model, 10, sparsity=0.5, events=1, t_end=3)
-    seen = {}
-    import prune_bench.pruning.gradual as gradual
+    pruner, optimizer = start_pruner(name, model, 10, sparsity=0.3, events=1, t_end=1, **overrides)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(16, 3, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+    before = {n: m.clone() for n, m in pruner.masks.masks.items()}
+    pre_step = {n: p.detach().clone() for n, p in pruner.prunable.items()}
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(images), labels).backward()
+    grads = {n: p.grad.detach().clone() for n, p in pruner.prunable.items()}
+    pruner.after_backward(0)
+    optimizer.step()
+    post_step = {n: p.detach().clone() for n, p in pruner.prunable.items()}
+    pruner.after_step(0)
+    return pruner, before, pre_step, grads, post_step
 
-    real = gradual.fggp_masks
 
-    def spy(weights, grads, masks, n_prune, rate=0.5):
-        seen["grads"] = {n: g.clone() for n, g in grads.items()}
-        seen["weights"] = {n: w.clone() for n, w in weights.items()}
-        return real(weights, grads, masks, n_prune, rate)
+def expected_masks(name, weights, grads, masks, n_prune):
+    if name == "gmp":
+        return gmp_masks(weights, masks, n_prune)
+    return fggp_masks(weights, grads, masks, n_prune, 0.5)
 
-    monkeypatch.setattr(gradual, "fggp_masks", spy)
-    grads_at = {}
 
-    def keep_grad(step, before):
-        grads_at[step] = {n: p.grad.clone() for n, p in pruner.prunable.items()}
-
-    weights_at = {}
-
-    def run_and_record(first, last):
-        for step in range(first, last):
-            train_steps(model, optimizer, pruner, step, step + 1, keep_grad)
-            weights_at[step] = {n: p.detach().clone() for n, p in pruner.prunable.items()}
-
-    run_and_record(0, 3)
-    # the event after step 2 (t = 3) saw step 2's gradient and the weights after step 2's update
+@pytest.mark.parametrize("name", ["gmp", "fggp"])
+def test_an_event_ranks_the_weights_the_forward_pass_used(name):
+    # PAPERS.md section 2: the authors prune through torch.nn.utils.prune, so the |w| ranked at an
+    # event right after optimizer.step() is module.weight as the forward pass computed it: the
+    # weights before that step. The gradient is that step's raw minibatch gradient.
+    pruner, before, pre_step, grads, post_step = one_event_step(name, lr=0.5)
+    n_prune = math.floor(0.3 * pruner.n_total)  # FGGP: fewer than its 0.5 * N_alive candidates
+    from_pre = expected_masks(name, pre_step, grads, before, n_prune)
+    from_post = expected_masks(name, post_step, grads, before, n_prune)
+    assert any(not torch.equal(from_pre[n], from_post[n]) for n in from_pre)  # the step changed the ranking
     for n in pruner.prunable:
-        assert torch.equal(seen["grads"][n], grads_at[2][n])
-        kept = pruner.masks.masks[n]
-        assert torch.equal(seen["weights"][n][kept], weights_at[2][n][kept])
+        assert torch.equal(pruner.masks.masks[n], from_pre[n]), n
+    assert pruner._event_weights is None and pruner._grads is None  # the copies are let go after the event
 
 
 @pytest.mark.parametrize("name", ["gmp", "fggp"])

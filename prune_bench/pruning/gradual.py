@@ -2,14 +2,18 @@
 Gupta 2017) and FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning).
 
 Per loop step (train.train_step calls the hooks):
-  backward -> after_backward: at an event step FGGP keeps a copy of the raw minibatch gradient
-              of the prunable weights; then the gradients of pruned weights are zeroed
+  backward -> after_backward: at an event step, copies of the prunable weights as the forward
+              pass used them (before this step's update) and, for the pruners that read it, of
+              the raw minibatch gradient; then the gradients of pruned weights are zeroed
   optimizer.step()
   after_step: pruned weights are zeroed (one fused multiply); at an event step (t = step + 1
-              completed steps) the new masks are selected from the weights just updated and,
-              for FGGP, that copied gradient -- the authors prune right after optimizer.step()
-              with the current minibatch's gradient -- then weights and optimizer state
-              (momentum, Adam moments) of the newly pruned entries are zeroed.
+              completed steps) the new masks are selected from the copied weights and gradient,
+              then weights and optimizer state (momentum, Adam moments) of the newly pruned
+              entries are zeroed.
+Why the pre-step weights: the authors prune right after optimizer.step() through
+torch.nn.utils.prune, which ranks `module.weight` -- the masked weight the forward pass computed,
+i.e. the weight before that step -- with that step's gradient (PAPERS.md section 2). The copies
+exist only at event steps and are let go after the event.
 Since pruned gradients are masked and their optimizer state is zeroed when they are pruned, a
 pruned weight gets no update from SGD (momentum, Nesterov, weight decay) or Adam; the multiply
 after every step holds it at exactly zero whatever the optimizer does. Masks only shrink.
@@ -91,6 +95,7 @@ class GradualPruner(Pruner):
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
         self.event_log: list[dict] = []
         self.masks: MaskSet | None = None
+        self._event_weights: dict[str, torch.Tensor] | None = None  # pre-step copies, event steps only
         self._grads: dict[str, torch.Tensor] | None = None
 
     # ---- hooks
@@ -111,9 +116,11 @@ class GradualPruner(Pruner):
         self.masks.zero_optimizer_state_(ctx.optimizer)
 
     def after_backward(self, step: int) -> None:
-        if self.needs_gradient and step + 1 in self._event_set:
-            # the current minibatch's raw gradient, before the masking below
-            self._grads = {name: p.grad.detach().clone() for name, p in self.prunable.items()}
+        if step + 1 in self._event_set:
+            # the weights the forward pass used (the authors' module.weight), before the update
+            self._event_weights = {name: p.detach().clone() for name, p in self.prunable.items()}
+            if self.needs_gradient:  # the current minibatch's raw gradient, before the masking below
+                self._grads = {name: p.grad.detach().clone() for name, p in self.prunable.items()}
         self.masks.mask_grads_()
 
     def after_step(self, step: int) -> None:
@@ -175,11 +182,10 @@ class GradualPruner(Pruner):
         n_prune = max(0, math.floor(self.n_total * target) - n_pruned)  # the authors' N_p
         entry = {"step": t, "target": target, "pruned": n_prune}
         if n_prune > 0:
-            weights = {name: p.detach() for name, p in self.prunable.items()}
-            self.masks.set_masks(self.select(weights, n_prune, t, entry))
+            self.masks.set_masks(self.select(self._event_weights, n_prune, t, entry))
             self.masks.apply_()
             self.masks.zero_optimizer_state_(self.ctx.optimizer)
-        self._grads = None
+        self._event_weights = self._grads = None
         entry["sparsity"] = (n_pruned + n_prune) / self.n_total
         self.event_log.append(entry)
 
