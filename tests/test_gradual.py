@@ -21,6 +21,7 @@ from prune_bench.pruning import (
     erk_masks,
     fggp_masks,
     gmp_masks,
+    magfirst_masks,
     select_prunable,
 )
 from prune_bench.pruning.masks import smallest_k
@@ -116,6 +117,59 @@ def test_fggp_with_fewer_candidates_than_n_prune_prunes_the_smallest_gradients()
     assert kept["w2"].tolist() == [True, True, False, True, False]  # w2[2], |g| .05
 
 
+def test_magfirst_takes_magnitude_candidates_then_spares_the_largest_gradients():
+    # The FGGP authors' annealed baseline (Prune_GradfromW_Add_Grad): the N_p + floor(r (N_alive - N_p))
+    # smallest-|w| alive weights are candidates; the floor(r (N_alive - N_p)) of them with the
+    # largest |g| are spared, so the N_p candidates with the smallest |g| are pruned.
+    kept = magfirst_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.5)
+    # 8 alive, 2 + floor(0.5 * 6) = 5 candidates by |w|: w1[0] .1, w2[3] .15, w1[1] .2, w1[2] .3,
+    # w1[3] .4 (w2[4] is already pruned). Their |g|: .9, .6, .1, .8, .2 -> spared .9, .8, .6;
+    # pruned w1[1] (.1) and w1[3] (.2).
+    assert kept["w1"].tolist() == [True, False, True, False]
+    assert kept["w2"].tolist() == [True, True, True, True, False]
+    # candidates: alive -> max(floor(0.5 * 8), 2) = 4 candidates by |w| (w1[0], w2[3], w1[1], w1[2]),
+    # |g| .9, .6, .1, .8 -> pruned w1[1] (.1) and w2[3] (.6)
+    alive = magfirst_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.5, candidates="alive")
+    assert alive["w1"].tolist() == [True, False, True, True]
+    assert alive["w2"].tolist() == [True, True, True, False, False]
+
+
+def test_magnitude_first_gradient_first_and_gmp_differ_by_hand():
+    weights = {"w": torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])}
+    grads = {"w": torch.tensor([0.6, 0.5, 0.4, 0.3, 0.2, 0.1])}
+    masks = {"w": torch.ones(6, dtype=torch.bool)}
+    # GMP: the smallest |w|, index 0
+    assert gmp_masks(weights, masks, 1)["w"].tolist() == [False, True, True, True, True, True]
+    # FGGP: 3 candidates by smallest |g| (indices 3, 4, 5), the smallest |w| of them: index 3
+    assert fggp_masks(weights, grads, masks, 1, 0.5)["w"].tolist() == [True, True, True, False, True, True]
+    # magnitude first: 1 + floor(0.5 * 5) = 3 candidates by smallest |w| (0, 1, 2), the smallest |g| of them: 2
+    assert magfirst_masks(weights, grads, masks, 1, 0.5)["w"].tolist() == [True, True, False, True, True, True]
+
+
+def test_magfirst_invariants_on_random_tensors_and_a_vanishing_rate_equals_gmp():
+    generator = torch.Generator().manual_seed(1)
+    shapes = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
+    weights = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
+    grads = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
+    masks = {k: torch.rand(s, generator=generator) > 0.3 for k, s in shapes.items()}
+    flat = lambda d: torch.cat([d[k].reshape(-1) for k in shapes])  # noqa: E731
+    alive = flat(masks)
+    n_alive, n_prune = int(alive.sum()), 57
+    kept = flat(magfirst_masks(weights, grads, masks, n_prune, rate=0.5))
+    pruned = alive & ~kept
+    assert int(pruned.sum()) == n_prune and not (kept & ~alive).any()  # exactly N_p, nothing revives
+    n_candidates = n_prune + math.floor(0.5 * (n_alive - n_prune))
+    weight_scores = torch.where(alive, flat(weights).abs(), torch.tensor(math.inf))
+    candidates = weight_scores <= weight_scores.kthvalue(n_candidates).values
+    assert not (pruned & ~candidates).any()  # every pruned weight had a small |w|
+    spared = candidates & kept
+    assert int(spared.sum()) == n_candidates - n_prune
+    assert flat(grads).abs()[pruned].max() <= flat(grads).abs()[spared].min()  # the spared have the largest |g|
+    tiny_rate = magfirst_masks(weights, grads, masks, n_prune, rate=1e-9)  # no spare: plain GMP
+    for name in shapes:
+        assert torch.equal(tiny_rate[name], gmp_masks(weights, masks, n_prune)[name])
+
+
 def test_fggp_invariants_on_random_tensors_and_rate_one_equals_gmp():
     generator = torch.Generator().manual_seed(0)
     shapes = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
@@ -203,7 +257,7 @@ def train_steps(model, optimizer, pruner, first, last, check=None):
             check(step, before)
 
 
-@pytest.mark.parametrize("name", ["gmp", "fggp"])
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
 def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
     torch.manual_seed(0)
     model = small_net()
@@ -239,6 +293,17 @@ def test_fggp_cosine_rate_is_used_at_each_event():
     assert log[-1]["rate"] == pytest.approx(0.005)
 
 
+def test_magfirst_anneals_its_rate_on_the_authors_cosine_by_default():
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("magfirst", model, 40, interval=8, t_end=1.0)
+    assert (pruner.cfg["rate_schedule"], pruner.cfg["rate"], pruner.cfg["rate_final"]) == ("cosine", 0.5, 0.005)
+    train_steps(model, optimizer, pruner, 0, 40)
+    log = pruner.report()["event_log"]
+    assert [e["rate"] for e in log] == pytest.approx([cosine_rate(t, 0.5, 0.005, 40) for t in (8, 16, 24, 32, 40)])
+    assert pruner.report()["selection"].startswith("magnitude-first")
+
+
 def one_event_step(name, lr, **overrides):
     """One SGD step of a small net with an event right after it (t = 1, to 30% sparsity): the weights the forward
     pass used, the raw gradient, the weights after the step, the masks before and after."""
@@ -264,10 +329,12 @@ def one_event_step(name, lr, **overrides):
 def expected_masks(name, weights, grads, masks, n_prune):
     if name == "gmp":
         return gmp_masks(weights, masks, n_prune)
+    if name == "magfirst":  # rate_schedule cosine: the rate at t = 1 of 10 steps
+        return magfirst_masks(weights, grads, masks, n_prune, cosine_rate(1, 0.5, 0.005, 10))
     return fggp_masks(weights, grads, masks, n_prune, 0.5)
 
 
-@pytest.mark.parametrize("name", ["gmp", "fggp"])
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
 def test_an_event_ranks_the_weights_the_forward_pass_used(name):
     # PAPERS.md section 2: the authors prune through torch.nn.utils.prune, so the |w| ranked at an
     # event right after optimizer.step() is module.weight as the forward pass computed it: the
@@ -282,7 +349,7 @@ def test_an_event_ranks_the_weights_the_forward_pass_used(name):
     assert pruner._event_weights is None and pruner._grads is None  # the copies are let go after the event
 
 
-@pytest.mark.parametrize("name", ["gmp", "fggp"])
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
 def test_resume_mid_schedule_in_a_loop_is_bitwise_equal(name):
     def fresh():
         torch.manual_seed(0)
@@ -360,15 +427,18 @@ def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overr
     ("pruner.sparsity=1.0", "pruner.sparsity: sparsity must be in [0, 1), got 1.0"),
     ("pruner.t_end=1.5", "pruner.t_end: must be a step count (int >= 0) or a fraction"),
     ("pruner.layers=[conv,bn]", "pruner.layers: must be a non-empty list of conv, linear"),
+    ("pruner=magfirst pruner.candidates=most", "pruner.candidates: 'most' is not allowed; use prune_plus_rest or alive"),
+    ("pruner=magfirst pruner.rate_final=2", "pruner.rate_final: must be in [0.0, 1.0], got 2"),
 ])
 def test_bad_pruner_config_is_one_clear_line(tiny_overrides, override, message):
     with pytest.raises(ConfigError) as error:
-        validate(make_config([*tiny_overrides, "pruner=fggp", override]))
+        validate(make_config([*tiny_overrides, "pruner=fggp", *override.split()]))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("exp", ["fggp2024_vgg19_bn_fggp", "fggp2024_vgg19_bn_gmp", "fggp2024_resnet50_fggp",
-                                 "fggp2024_resnet50_gmp", "fggp2024_quick"])
+@pytest.mark.parametrize("exp", ["fggp2024_vgg19_bn_fggp", "fggp2024_vgg19_bn_gmp", "fggp2024_vgg19_bn_magfirst",
+                                 "fggp2024_resnet50_fggp", "fggp2024_resnet50_gmp", "fggp2024_resnet50_magfirst",
+                                 "fggp2024_quick"])
 def test_fggp2024_experiments_compose_to_the_papers_recipe(exp):
     cfg = make_config([f"+exp={exp}", "pruner.sparsity=0.98", "pruner.init_sparsity=0.5"])
     validate(cfg)
@@ -381,4 +451,18 @@ def test_fggp2024_experiments_compose_to_the_papers_recipe(exp):
     if exp != "fggp2024_quick":
         assert cfg.trainer.epochs == 160 and cfg.pruner.interval == 2000 and cfg.data.name == "cifar10"
         assert cfg.model.name == ("vgg19_bn" if "vgg19_bn" in exp else "resnet50")
+    if cfg.pruner.name == "fggp":
+        assert (cfg.pruner.rate, cfg.pruner.rate_schedule) == (0.5, "fixed")  # FGGP: the fixed rate
+    if cfg.pruner.name == "magfirst":  # the authors' annealed baseline
+        assert (cfg.pruner.rate, cfg.pruner.rate_schedule, cfg.pruner.rate_final) == (0.5, "cosine", 0.005)
     assert cfg.name == f"fggp2024_{cfg.model.name}_{cfg.pruner.name}_s0.98_init0.5"
+
+
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
+def test_gradual_pruner_schemas_name_exactly_the_keys_of_their_config(name):
+    import dataclasses
+
+    from prune_bench.pruning import PRUNERS
+
+    fields = {f.name for f in dataclasses.fields(PRUNERS[name].schema)}
+    assert fields == set(make_config([f"pruner={name}"]).pruner)

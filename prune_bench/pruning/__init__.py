@@ -6,7 +6,10 @@ from ..errors import ConfigError
 from ..registry import Component
 from .base import NoPruner, Pruner, TrainContext
 from .erk import erk_densities, erk_masks
-from .gradual import FGGPPruner, GradualPruner, check_fggp, check_gradual, fggp_masks, gmp_masks
+from .gradual import (
+    FGGPConfig, FGGPPruner, GMPConfig, GradualPruner, MagFirstConfig, MagnitudeFirstPruner, check_fggp,
+    check_gradual, check_magfirst, fggp_masks, gmp_masks, magfirst_masks,
+)
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
@@ -14,8 +17,9 @@ from .schedules import cubic_sparsity
 PRUNERS = {
     "none": Component(lambda cfg: NoPruner()),
     "magnitude": MAGNITUDE,
-    "gmp": Component(GradualPruner, check_gradual),
-    "fggp": Component(FGGPPruner, check_fggp),
+    "gmp": Component(GradualPruner, check_gradual, schema=GMPConfig),
+    "fggp": Component(FGGPPruner, check_fggp, schema=FGGPConfig),
+    "magfirst": Component(MagnitudeFirstPruner, check_magfirst, schema=MagFirstConfig),
 }
 
 
@@ -26,7 +30,7 @@ def build_pruner(cfg) -> Pruner:
 
 
 __all__ = [
-    "PRUNERS", "FGGPPruner", "GradualPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
-    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_masks",
+    "PRUNERS", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
+    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_masks", "magfirst_masks",
     "magnitude_masks", "select_prunable",
 ]

@@ -1,5 +1,16 @@
 """Gradual pruning during training on the cubic schedule (PAPERS.md section 2): GMP (Zhu &
-Gupta 2017) and FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning).
+Gupta 2017), FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning) and the
+FGGP authors' annealed baseline, magnitude-first with a cosine-annealed rate (`magfirst`; their
+"GraNet in our framework", `Prune_GradfromW_Add_Grad`).
+
+Selections at an event, all global over the prunable set, exact-k (N_p pruned):
+  gmp       the N_p alive weights with the smallest |w|
+  fggp      gradient first: the floor(r N_alive) smallest-|g| alive weights are candidates, the
+            N_p of them with the smallest |w| are pruned; r fixed at 0.5. (`rate_schedule:
+            cosine` anneals r: a gradient-first ablation, not the authors' annealed baseline.)
+  magfirst  magnitude first: the N_p + floor(r (N_alive - N_p)) smallest-|w| alive weights are
+            candidates, the floor(r (N_alive - N_p)) of them with the largest |g| are spared, so
+            the N_p with the smallest |g| are pruned; r cosine-annealed from 0.5 to 0.005.
 
 Per loop step (train.train_step calls the hooks):
   backward -> after_backward: at an event step, copies of the prunable weights as the forward
@@ -26,6 +37,8 @@ and the first conv in N_tot; this runner does not.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -85,11 +98,41 @@ def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
     return _unflat(alive & ~smallest_k(weight_scores, n_prune), masks)
 
 
+CANDIDATE_COUNTS = ("prune_plus_rest", "alive")
+
+
+def magfirst_candidates(n_alive: int, n_prune: int, rate: float, count: str = "prune_plus_rest") -> int:
+    """How many smallest-|w| weights are candidates in a magnitude-first event. prune_plus_rest:
+    N_p + floor(rate * (N_alive - N_p)), the authors' code (to_add = int((remain - to_prune) * dr),
+    candidates = to_prune + to_add); alive: max(floor(rate * N_alive), N_p), FGGP's count."""
+    if count == "prune_plus_rest":
+        return n_prune + math.floor(rate * (n_alive - n_prune))
+    if count == "alive":
+        return max(math.floor(rate * n_alive), n_prune)
+    raise ValueError(f"candidates must be one of {CANDIDATE_COUNTS}, got {count!r}")
+
+
+def magfirst_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                   n_prune: int, rate: float = 0.5, candidates: str = "prune_plus_rest") -> dict[str, torch.Tensor]:
+    """Magnitude-first event, the FGGP authors' annealed baseline (PAPERS.md section 2): the
+    alive weights with the smallest |w| are candidates (how many: `magfirst_candidates`); those
+    with the largest |gradient| among them are spared, i.e. the `n_prune` candidates with the
+    smallest |gradient| are pruned. Global across tensors on raw |w| and |g|. Returns new masks
+    (True = kept)."""
+    weight_scores, alive = _alive_scores(weights, masks)
+    n_alive = _check_n_prune(n_prune, alive)
+    chosen = smallest_k(weight_scores, magfirst_candidates(n_alive, n_prune, rate, candidates))
+    grad_scores, _ = _alive_scores(grads, masks)
+    grad_scores = torch.where(chosen, grad_scores, torch.full_like(grad_scores, math.inf))
+    return _unflat(alive & ~smallest_k(grad_scores, n_prune), masks)
+
+
 class GradualPruner(Pruner):
     """GMP: at each event prune the smallest-|w| alive weights to reach the cubic schedule."""
 
     name = "gmp"
     needs_gradient = False
+    selection = "magnitude (GMP)"
 
     def __init__(self, cfg):
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
@@ -130,7 +173,7 @@ class GradualPruner(Pruner):
         return None
 
     def report(self) -> dict:
-        report = {"target": self.cfg["sparsity"], "start": self.start_label()}
+        report = {"target": self.cfg["sparsity"], "start": self.start_label(), "selection": self.selection}
         if self.masks is None:
             return report
         n_kept = self.masks.n_kept()
@@ -199,6 +242,12 @@ class FGGPPruner(GradualPruner):
     name = "fggp"
     needs_gradient = True
 
+    @property
+    def selection(self) -> str:
+        if self.cfg["rate_schedule"] == "cosine":
+            return "gradient-first, cosine-annealed rate (an ablation; not FGGP, not the authors' annealed baseline)"
+        return "gradient-first, fixed rate (FGGP)"
+
     def rate(self, t: int) -> float:
         if self.cfg["rate_schedule"] == "cosine":
             return cosine_rate(t, self.cfg["rate"], self.cfg["rate_final"], self.ctx.total_steps)
@@ -207,6 +256,51 @@ class FGGPPruner(GradualPruner):
     def select(self, weights: dict[str, torch.Tensor], n_prune: int, t: int, entry: dict) -> dict[str, torch.Tensor]:
         entry["rate"] = rate = self.rate(t)
         return fggp_masks(weights, self._grads, self.masks.masks, n_prune, rate)
+
+
+class MagnitudeFirstPruner(FGGPPruner):
+    """The FGGP authors' annealed baseline: at each event, candidates by smallest |w|, spared by
+    largest |gradient|, with the rate cosine-annealed (by default) over the whole run."""
+
+    name = "magfirst"
+
+    @property
+    def selection(self) -> str:
+        schedule = "cosine-annealed" if self.cfg["rate_schedule"] == "cosine" else "fixed"
+        return f"magnitude-first, gradient-spared, {schedule} rate (the FGGP authors' annealed baseline)"
+
+    def select(self, weights: dict[str, torch.Tensor], n_prune: int, t: int, entry: dict) -> dict[str, torch.Tensor]:
+        entry["rate"] = rate = self.rate(t)
+        return magfirst_masks(weights, self._grads, self.masks.masks, n_prune, rate, self.cfg["candidates"])
+
+
+# ---- config schemas (types only; conf/pruner/*.yaml holds the values)
+
+
+@dataclass
+class GMPConfig:
+    name: str
+    sparsity: float
+    init_sparsity: float
+    t_start: Any  # int: a step count; float in [0, 1]: a fraction of the run's steps
+    t_end: Any  # as t_start
+    interval: Optional[int]
+    events: Optional[int]
+    layers: list[str]
+    skip_first_conv: bool
+    skip_last_linear: bool
+
+
+@dataclass
+class FGGPConfig(GMPConfig):
+    rate: float
+    rate_schedule: str  # fixed | cosine
+    rate_final: float
+
+
+@dataclass
+class MagFirstConfig(FGGPConfig):
+    candidates: str  # prune_plus_rest | alive
 
 
 # ---- config checks
@@ -254,4 +348,11 @@ def check_fggp(cfg) -> list[str]:
         problems.append(f"pruner.rate_schedule: '{schedule}' is not allowed; use fixed or cosine")
     elif schedule == "cosine":
         problems += in_range(cfg, "rate_final", "pruner", 0.0, 1.0, closed_high=True)
+    return problems
+
+
+def check_magfirst(cfg) -> list[str]:
+    problems = check_fggp(cfg)
+    if cfg.get("candidates") not in CANDIDATE_COUNTS:
+        problems.append(f"pruner.candidates: '{cfg.get('candidates')}' is not allowed; use {' or '.join(CANDIDATE_COUNTS)}")
     return problems
