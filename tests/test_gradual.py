@@ -20,6 +20,7 @@ from prune_bench.pruning import (
     erk_densities,
     erk_masks,
     fggp_masks,
+    gmp_layer_masks,
     gmp_masks,
     magfirst_masks,
     select_prunable,
@@ -91,6 +92,19 @@ def test_gmp_prunes_the_smallest_alive_magnitudes_across_tensors():
     # alive |w|: a: .5 .1 .3, b: .2 .05 .9 -> the two smallest are b[1] and a[0, 1]; a[1, 1] stays pruned
     assert kept["a"].tolist() == [[True, False], [True, False]]
     assert kept["b"].tolist() == [True, False, True]
+
+
+def test_gmp_layer_scope_prunes_the_smallest_magnitudes_within_each_layer():
+    weights = {"a": torch.tensor([[0.5, -0.1], [0.3, 0.0]]), "b": torch.tensor([-0.2, 0.05, 0.9])}
+    masks = {"a": torch.tensor([[True, True], [True, False]]), "b": torch.ones(3, dtype=torch.bool)}
+    kept = gmp_layer_masks(weights, masks, {"a": 2, "b": 1})
+    # a: alive .5 .1 .3 -> .1 and .3 go (a[1, 1] stays pruned); b: .2 .05 .9 -> .05 goes
+    assert kept["a"].tolist() == [[True, False], [False, False]]
+    assert kept["b"].tolist() == [True, False, True]
+    # globally, the 3 smallest alive |w| would be b[1] .05, a[0, 1] .1 and b[0] .2 instead
+    assert gmp_masks(weights, masks, 3)["b"].tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="n_prune"):
+        gmp_layer_masks(weights, masks, {"a": 4, "b": 0})  # a has 3 alive
 
 
 WEIGHTS = {"w1": torch.tensor([0.1, 0.2, 0.3, -0.4]), "w2": torch.tensor([0.5, 0.6, 0.7, 0.15, 0.05])}
@@ -282,6 +296,51 @@ def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
         assert event["sparsity"] == pytest.approx(event["target"], abs=1 / pruner.n_total)
 
 
+@pytest.mark.parametrize("init_sparsity", [0.0, 0.3])
+def test_gmp_layer_scope_takes_every_layer_to_the_schedule_exactly(init_sparsity):
+    # Zhu & Gupta 2017 prune each layer to s_t: at every event each layer holds exactly
+    # floor(n_l * s_t,l) pruned weights, s_t,l the cubic schedule from the layer's own start.
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("gmp", model, 60, scope="layer", sparsity=0.8, init_sparsity=init_sparsity,
+                                     interval=10, t_end=50)
+    sizes = {n: p.numel() for n, p in pruner.prunable.items()}
+    start = {n: sizes[n] - int(m.sum()) for n, m in pruner.masks.masks.items()}
+    pruned_at = {}
+
+    def check(step, before):
+        if step + 1 in pruner._event_set:
+            pruned_at[step + 1] = {n: sizes[n] - int(m.sum()) for n, m in pruner.masks.masks.items()}
+
+    train_steps(model, optimizer, pruner, 0, 60, check)
+    assert sorted(pruned_at) == [10, 20, 30, 40, 50]
+    for t, pruned in pruned_at.items():
+        for n in sizes:
+            s_layer = cubic_sparsity(t, start[n] / sizes[n], 0.8, 0, 50)
+            assert pruned[n] == max(start[n], math.floor(sizes[n] * s_layer)), (t, n)
+    per_layer = pruner.report()["per_layer"]
+    assert per_layer == {n: pytest.approx(math.floor(0.8 * sizes[n]) / sizes[n]) for n in sizes}
+    assert pruner.report()["scope"] == "layer"
+
+
+def test_gmp_layer_scope_refuses_an_erk_start_sparser_than_the_target_in_some_layer():
+    torch.manual_seed(0)
+    # ERK at 50% on small_net: the conv holds 22% of its weights, the linear 99%
+    with pytest.raises(ConfigError, match=r"pruner.scope: layer: 3.weight starts at sparsity 0.77\d* \(ERK\), above pruner.sparsity 0.7"):
+        start_pruner("gmp", small_net(), 60, scope="layer", sparsity=0.7, init_sparsity=0.5, interval=10)
+
+
+def test_gmp_global_scope_leaves_layers_uneven():
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("gmp", model, 60, sparsity=0.8, interval=10, t_end=50)
+    train_steps(model, optimizer, pruner, 0, 60)
+    per_layer = pruner.report()["per_layer"]
+    sizes = {n: p.numel() for n, p in pruner.prunable.items()}
+    assert all(abs(per_layer[n] - math.floor(0.8 * sizes[n]) / sizes[n]) > 0.01 for n in sizes)  # ranked across layers
+    assert pruner.report()["achieved"] == pytest.approx(0.8, abs=1 / pruner.n_total)
+
+
 def test_fggp_cosine_rate_is_used_at_each_event():
     torch.manual_seed(0)
     model = small_net()
@@ -427,6 +486,8 @@ def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overr
     ("pruner.sparsity=1.0", "pruner.sparsity: sparsity must be in [0, 1), got 1.0"),
     ("pruner.t_end=1.5", "pruner.t_end: must be a step count (int >= 0) or a fraction"),
     ("pruner.layers=[conv,bn]", "pruner.layers: must be a non-empty list of conv, linear"),
+    ("pruner.scope=layer", "pruner.scope: layer is offered for gmp only; fggp ranks globally, as its authors do"),
+    ("pruner=gmp pruner.scope=row", "pruner.scope: 'row' is not allowed; use global or layer"),
     ("pruner=magfirst pruner.candidates=most", "pruner.candidates: 'most' is not allowed; use prune_plus_rest or alive"),
     ("pruner=magfirst pruner.rate_final=2", "pruner.rate_final: must be in [0.0, 1.0], got 2"),
 ])

@@ -8,7 +8,7 @@ from .base import NoPruner, Pruner, TrainContext
 from .erk import erk_densities, erk_masks
 from .gradual import (
     FGGPConfig, FGGPPruner, GMPConfig, GradualPruner, MagFirstConfig, MagnitudeFirstPruner, check_fggp,
-    check_gradual, check_magfirst, fggp_masks, gmp_masks, magfirst_masks,
+    check_gradual, check_magfirst, fggp_masks, gmp_layer_masks, gmp_masks, magfirst_masks,
 )
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
@@ -31,6 +31,6 @@ def build_pruner(cfg) -> Pruner:
 
 __all__ = [
     "PRUNERS", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
-    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_masks", "magfirst_masks",
+    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_layer_masks", "gmp_masks", "magfirst_masks",
     "magnitude_masks", "select_prunable",
 ]

@@ -3,8 +3,11 @@ Gupta 2017), FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pr
 FGGP authors' annealed baseline, magnitude-first with a cosine-annealed rate (`magfirst`; their
 "GraNet in our framework", `Prune_GradfromW_Add_Grad`).
 
-Selections at an event, all global over the prunable set, exact-k (N_p pruned):
-  gmp       the N_p alive weights with the smallest |w|
+Selections at an event, global over the prunable set unless said, exact-k (N_p pruned):
+  gmp       the N_p alive weights with the smallest |w|; `scope: layer` instead takes every
+            layer l to its own schedule s_t,l (the cubic from the layer's starting sparsity to
+            s_f), pruning its floor(n_l s_t,l) - (already pruned) smallest-|w| weights, as Zhu &
+            Gupta prune each layer to s_t
   fggp      gradient first: the floor(r N_alive) smallest-|g| alive weights are candidates, the
             N_p of them with the smallest |w| are pruned; r fixed at 0.5. (`rate_schedule:
             cosine` anneals r: a gradient-first ablation, not the authors' annealed baseline.)
@@ -82,6 +85,18 @@ def gmp_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], 
     return _unflat(alive & ~smallest_k(scores, n_prune), masks)
 
 
+def gmp_layer_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                    n_prune: dict[str, int]) -> dict[str, torch.Tensor]:
+    """GMP event per layer (Zhu & Gupta 2017): prune the `n_prune[name]` alive weights with the
+    smallest |w| within each tensor. Returns new masks (True = kept)."""
+    kept = {}
+    for name, mask in masks.items():
+        scores, alive = _alive_scores({name: weights[name]}, {name: mask})
+        _check_n_prune(n_prune[name], alive)
+        kept[name] = (alive & ~smallest_k(scores, n_prune[name])).view(mask.shape)
+    return kept
+
+
 def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                n_prune: int, rate: float = 0.5) -> dict[str, torch.Tensor]:
     """FGGP event (PAPERS.md section 2): among the alive weights take the floor(rate * N_alive)
@@ -98,6 +113,7 @@ def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
     return _unflat(alive & ~smallest_k(weight_scores, n_prune), masks)
 
 
+SCOPES = ("global", "layer")
 CANDIDATE_COUNTS = ("prune_plus_rest", "alive")
 
 
@@ -155,6 +171,14 @@ class GradualPruner(Pruner):
         self.events = event_steps(self.t_start, self.t_end, cfg.get("interval"), cfg.get("events"))
         self._event_set = set(self.events)
         self.masks = MaskSet(self.prunable, self._initial_masks(ctx.seed))
+        # each layer's starting sparsity: where `scope: layer` starts its schedule
+        self.layer_start = {name: 1.0 - float(m.float().mean()) for name, m in self.masks.masks.items()}
+        if cfg["scope"] == "layer":
+            above = {name: s for name, s in self.layer_start.items() if s > cfg["sparsity"]}
+            if above:
+                name, s_layer = max(above.items(), key=lambda item: item[1])
+                raise ConfigError(f"pruner.scope: layer: {name} starts at sparsity {s_layer:.4f} (ERK), above "
+                                  f"pruner.sparsity {cfg['sparsity']}; masks only shrink, so use scope global or a higher sparsity")
         self.masks.apply_()
         self.masks.zero_optimizer_state_(ctx.optimizer)
 
@@ -173,7 +197,8 @@ class GradualPruner(Pruner):
         return None
 
     def report(self) -> dict:
-        report = {"target": self.cfg["sparsity"], "start": self.start_label(), "selection": self.selection}
+        report = {"target": self.cfg["sparsity"], "start": self.start_label(), "selection": self.selection,
+                  "scope": self.cfg["scope"]}
         if self.masks is None:
             return report
         n_kept = self.masks.n_kept()
@@ -218,14 +243,32 @@ class GradualPruner(Pruner):
     def scheduled_sparsity(self, t: int) -> float:
         return cubic_sparsity(t, self.cfg["init_sparsity"], self.cfg["sparsity"], self.t_start, self.t_end)
 
+    def layer_quota(self, t: int) -> dict[str, int]:
+        """scope: layer: how many weights each layer prunes at t to hold floor(n_l * s_t,l)."""
+        quota = {}
+        for name, mask in self.masks.masks.items():
+            s_layer = cubic_sparsity(t, self.layer_start[name], self.cfg["sparsity"], self.t_start, self.t_end)
+            n_pruned = mask.numel() - int(mask.sum())
+            quota[name] = max(0, math.floor(mask.numel() * s_layer) - n_pruned)
+        return quota
+
     @torch.no_grad()
     def prune_event(self, t: int) -> None:
         target = self.scheduled_sparsity(t)
         n_pruned = self.n_total - self.masks.n_kept()
-        n_prune = max(0, math.floor(self.n_total * target) - n_pruned)  # the authors' N_p
+        if self.cfg["scope"] == "layer":
+            quota = self.layer_quota(t)
+            n_prune = sum(quota.values())
+        else:
+            quota = None
+            n_prune = max(0, math.floor(self.n_total * target) - n_pruned)  # the authors' N_p
         entry = {"step": t, "target": target, "pruned": n_prune}
         if n_prune > 0:
-            self.masks.set_masks(self.select(self._event_weights, n_prune, t, entry))
+            if quota is not None:
+                kept = gmp_layer_masks(self._event_weights, self.masks.masks, quota)
+            else:
+                kept = self.select(self._event_weights, n_prune, t, entry)
+            self.masks.set_masks(kept)
             self.masks.apply_()
             self.masks.zero_optimizer_state_(self.ctx.optimizer)
         self._event_weights = self._grads = None
@@ -289,6 +332,7 @@ class GMPConfig:
     layers: list[str]
     skip_first_conv: bool
     skip_last_linear: bool
+    scope: str  # global | layer (gmp only)
 
 
 @dataclass
@@ -335,6 +379,10 @@ def check_gradual(cfg) -> list[str]:
     for key in ("skip_first_conv", "skip_last_linear"):
         if not isinstance(cfg.get(key), bool):
             problems.append(f"pruner.{key}: must be true or false, got {cfg.get(key)!r}")
+    if cfg.get("scope") not in SCOPES:
+        problems.append(f"pruner.scope: '{cfg.get('scope')}' is not allowed; use {' or '.join(SCOPES)}")
+    elif cfg.get("scope") == "layer" and cfg.get("name") != "gmp":
+        problems.append(f"pruner.scope: layer is offered for gmp only; {cfg.get('name')} ranks globally, as its authors do")
     return problems
 
 
