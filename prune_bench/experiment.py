@@ -78,6 +78,7 @@ def run(cfg: DictConfig, log=print) -> dict:
         started = time.perf_counter()
         runtime = Runtime.from_config(cfg.trainer, device)
         pruner = build_pruner(cfg.pruner)
+        pruner.plan(steps_per_epoch(data.n_train, cfg.trainer.batch_size) * cfg.trainer.epochs)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if pruner.acts_during_training:

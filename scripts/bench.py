@@ -151,8 +151,8 @@ def _gradual_pruner(name: str, model, optimizer, device: torch.device, sparsity:
 
     cfg = OmegaConf.create({
         "name": name, "sparsity": sparsity, "init_sparsity": sparsity, "t_start": 0, "t_end": 10**9,
-        "interval": 10**9, "events": None, "layers": ["conv", "linear"], "skip_first_conv": True,
-        "skip_last_linear": False, "rate": 0.5, "rate_schedule": "fixed", "rate_final": 0.005,
+        "interval": None, "events": 1, "layers": ["conv", "linear"], "skip_first_conv": True,
+        "skip_last_linear": False, "scope": "global", "rate": 0.5, "rate_schedule": "fixed", "rate_final": 0.005,
     })
     pruner = build_pruner(cfg)
     pruner.start(TrainContext(model, optimizer, None, 1, 10**9, 0, device))

@@ -476,6 +476,26 @@ def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overr
         assert torch.equal(tensor, load(resumed)[key]), key
 
 
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
+def test_an_interval_as_long_as_the_pruning_span_is_refused_before_training(tiny_overrides, tmp_path, name):
+    # 200 images, batch 50, 2 epochs: 8 steps, t_end = floor(0.8 * 8) = 6; interval 2000 would
+    # prune everything in one event at step 6
+    cfg = make_config([*tiny_overrides, f"pruner={name}"])
+    with pytest.raises(ConfigError) as error:
+        experiment.run(cfg, log=quiet)
+    assert str(error.value) == (
+        "pruner.interval: 2000 steps is not shorter than the pruning span (steps 0 to 6 of this run's 8), "
+        "so all pruning would happen in one event at step 6; set pruner.events=N for N events over the span, "
+        "or a pruner.interval below 6")
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder
+    pruner = build_pruner(cfg.pruner)
+    with pytest.raises(ConfigError, match="pruner.interval: 2000 steps is not shorter"):
+        pruner.plan(8)  # the same check, for whoever builds a pruner directly
+    for ok in ({"events": 4}, {"interval": 5}, {"t_start": 6}):  # several events, or an explicit one-shot
+        build_pruner(OmegaConf.merge(cfg.pruner, ok)).plan(8)
+
+
 @pytest.mark.parametrize("override, message", [
     ("pruner.rate=0", "pruner.rate: must be in (0, 1], got 0"),
     ("pruner.rate_schedule=linear", "pruner.rate_schedule: 'linear' is not allowed; use fixed or cosine"),

@@ -158,18 +158,31 @@ class GradualPruner(Pruner):
         self._grads: dict[str, torch.Tensor] | None = None
 
     # ---- hooks
+    def plan(self, total_steps: int) -> None:
+        """When the events fall in a run of `total_steps` steps. A run whose pruning span is not
+        longer than `interval` would prune everything in one event at t_end: refused, with the
+        way out (`events: n`), before anything is trained or written."""
+        cfg = self.cfg
+        self.t_start = resolve_time(cfg["t_start"], total_steps, "pruner.t_start")
+        self.t_end = resolve_time(cfg["t_end"], total_steps, "pruner.t_end")
+        if self.t_start > self.t_end:
+            raise ConfigError(f"pruner.t_start: step {self.t_start} comes after pruner.t_end (step {self.t_end})")
+        span = self.t_end - self.t_start
+        if cfg.get("events") is None and span > 0 and cfg["interval"] >= span:
+            raise ConfigError(
+                f"pruner.interval: {cfg['interval']} steps is not shorter than the pruning span (steps {self.t_start} "
+                f"to {self.t_end} of this run's {total_steps}), so all pruning would happen in one event at step "
+                f"{self.t_end}; set pruner.events=N for N events over the span, or a pruner.interval below {span}")
+        self.events = event_steps(self.t_start, self.t_end, cfg.get("interval"), cfg.get("events"))
+        self._event_set = set(self.events)
+
     def start(self, ctx: TrainContext) -> None:
         self.ctx = ctx
         cfg = self.cfg
         self.prunable = select_prunable(ctx.model, tuple(cfg["layers"]), cfg["skip_first_conv"], cfg["skip_last_linear"])
         if not self.prunable:
             raise ConfigError("pruner.layers: no prunable weights in this model with these options")
-        self.t_start = resolve_time(cfg["t_start"], ctx.total_steps, "pruner.t_start")
-        self.t_end = resolve_time(cfg["t_end"], ctx.total_steps, "pruner.t_end")
-        if self.t_start > self.t_end:
-            raise ConfigError(f"pruner.t_start: step {self.t_start} comes after pruner.t_end (step {self.t_end})")
-        self.events = event_steps(self.t_start, self.t_end, cfg.get("interval"), cfg.get("events"))
-        self._event_set = set(self.events)
+        self.plan(ctx.total_steps)
         self.masks = MaskSet(self.prunable, self._initial_masks(ctx.seed))
         # each layer's starting sparsity: where `scope: layer` starts its schedule
         self.layer_start = {name: 1.0 - float(m.float().mean()) for name, m in self.masks.masks.items()}
