@@ -7,8 +7,19 @@ from ..registry import Component
 from .base import NoPruner, Pruner, TrainContext
 from .erk import erk_densities, erk_masks
 from .gradual import (
-    FGGPConfig, FGGPPruner, GMPConfig, GradualPruner, MagFirstConfig, MagnitudeFirstPruner, check_fggp,
-    check_gradual, check_magfirst, fggp_masks, gmp_layer_masks, gmp_masks, magfirst_masks,
+    FGGPConfig,
+    FGGPPruner,
+    GMPConfig,
+    GradualPruner,
+    MagFirstConfig,
+    MagnitudeFirstPruner,
+    check_fggp,
+    check_gradual,
+    check_magfirst,
+    fggp_masks,
+    gmp_layer_masks,
+    gmp_masks,
+    magfirst_masks,
 )
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -340,8 +340,8 @@ class GMPConfig:
     init_sparsity: float
     t_start: Any  # int: a step count; float in [0, 1]: a fraction of the run's steps
     t_end: Any  # as t_start
-    interval: Optional[int]
-    events: Optional[int]
+    interval: int | None
+    events: int | None
     layers: list[str]
     skip_first_conv: bool
     skip_last_linear: bool
