@@ -300,6 +300,7 @@ def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
 def test_gmp_layer_scope_takes_every_layer_to_the_schedule_exactly(init_sparsity):
     # Zhu & Gupta 2017 prune each layer to s_t: at every event each layer holds exactly
     # floor(n_l * s_t,l) pruned weights, s_t,l the cubic schedule from the layer's own start.
+    validate(make_config(["pruner=gmp", "pruner.scope=layer"]))  # a plain override, no `+`
     torch.manual_seed(0)
     model = small_net()
     pruner, optimizer = start_pruner("gmp", model, 60, scope="layer", sparsity=0.8, init_sparsity=init_sparsity,

@@ -185,7 +185,7 @@ class GradualPruner(Pruner):
         self.plan(ctx.total_steps)
         self.masks = MaskSet(self.prunable, self._initial_masks(ctx.seed))
         # each layer's starting sparsity: where `scope: layer` starts its schedule
-        self.layer_start = {name: 1.0 - float(m.float().mean()) for name, m in self.masks.masks.items()}
+        self.layer_start = {name: (m.numel() - int(m.sum())) / m.numel() for name, m in self.masks.masks.items()}
         if cfg["scope"] == "layer":
             above = {name: s for name, s in self.layer_start.items() if s > cfg["sparsity"]}
             if above:
