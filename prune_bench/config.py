@@ -17,11 +17,12 @@ from .pruning import PRUNERS
 from .registry import in_range
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
+# trainer.precision is in it (bf16 and fp32 compute different numbers), resolved for the device
+# (semantic_config), so `auto` on a GPU and `bf16` share a run but `auto` on CPU does not.
 NON_SEMANTIC_KEYS = (
     "name",
     "paths",
     "trainer.device",
-    "trainer.precision",
     "trainer.channels_last",
     "trainer.compile",
     "trainer.cudnn_benchmark",
@@ -110,6 +111,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """What `trainer.precision` computes in on `device`: auto is bf16 autocast on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return str(precision)
+
+
 def _drop(tree: dict, dotted: str) -> None:
     *parents, leaf = dotted.split(".")
     for key in parents:
@@ -118,10 +126,13 @@ def _drop(tree: dict, dotted: str) -> None:
         tree.pop(leaf, None)
 
 
-def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict:
-    """The resolved config without execution details (and without the `drop` keys)."""
+def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = (), device: torch.device | None = None) -> dict:
+    """The resolved config without execution details (and without the `drop` keys), with the
+    precision it computes in on `device` (default: the device trainer.device resolves to)."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree.pop("hydra", None)
+    device = resolve_device(str(cfg.trainer.device)) if device is None else device
+    tree["trainer"]["precision"] = resolve_precision(cfg.trainer.precision, device)
     for key in NON_SEMANTIC_KEYS + tuple(drop):
         _drop(tree, key)
     return tree
@@ -137,5 +148,6 @@ def data_fingerprint(info: dict) -> dict:
     return {key: info.get(key) for key in ("dataset", "format", "n_train", "n_test")}
 
 
-def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = ()) -> str:
-    return config_hash({"config": semantic_config(cfg, drop), "data": data_fingerprint(data_info)})
+def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = (),
+                 device: torch.device | None = None) -> str:
+    return config_hash({"config": semantic_config(cfg, drop, device), "data": data_fingerprint(data_info)})

@@ -464,12 +464,20 @@ def load_data(cfg, device: torch.device) -> DeviceData:
     )
 
 
+FULL_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+
+
 def data_label(info: dict) -> str:
-    """A short name for tables: dataset, format, and subset size when not the full split."""
+    """A short name for tables: dataset, format, and each split's size when it is a subset
+    (`-n5000` training images, `-test1000` test images). Synthetic data has no full split."""
     label = f"{info['dataset']}-{info['format']}"
-    full = {"cifar10": 50000, "cifar100": 50000}.get(info["dataset"])
-    if info.get("n_train") and info["n_train"] != full and info["format"] != "synthetic":
+    if info["format"] == "synthetic":
+        return label
+    full_train, full_test = FULL_SPLITS.get(info["dataset"], (None, None))
+    if info.get("n_train") and info["n_train"] != full_train:
         label += f"-n{info['n_train']}"
+    if info.get("n_test") and info["n_test"] != full_test:
+        label += f"-test{info['n_test']}"
     return label
 
 
