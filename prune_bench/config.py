@@ -9,9 +9,10 @@ import re
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import schema
 from .data import OFFICIAL, SOURCES
 from .errors import ConfigError
-from .models import MODELS
+from .models import build_model
 from .optim import OPTIMIZERS, SCHEDULERS
 from .pruning import PRUNERS
 from .registry import in_range
@@ -49,9 +50,11 @@ def _check_choice(problems: list[str], key: str, value, allowed) -> bool:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError listing every problem found, one line each."""
-    problems: list[str] = []
-    _check_choice(problems, "model.name", cfg.model.name, list(MODELS))
+    """Raise ConfigError listing every problem found, one line each: first the schema (keys and
+    types, prune_bench/schema.py), then, once every value has its type, the values."""
+    problems = schema.check(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if _check_choice(problems, "data.name", cfg.data.name, list(OFFICIAL)):
         _check_choice(problems, "data.source", cfg.data.source, SOURCES)
     for key in ("train_per_class", "test_per_class"):
@@ -59,9 +62,7 @@ def validate(cfg: DictConfig) -> None:
         if value is not None and not _positive_int(value):
             problems.append(f"data.{key}: must be a positive integer or null, got {value!r}")
     for group, registry in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("pruner", PRUNERS)):
-        section = cfg[group]
-        if _check_choice(problems, f"{group}.name", section.name, list(registry)):
-            problems += registry[section.name].validate(section)
+        problems += registry[cfg[group].name].validate(cfg[group])
     problems += _check_sparsities(cfg.pruner)
     trainer = cfg.trainer
     for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
@@ -74,10 +75,26 @@ def validate(cfg: DictConfig) -> None:
     _check_choice(problems, "trainer.progress", trainer.progress, ("auto", "bar", "lines", "none"))
     _check_choice(problems, "trainer.channels_last", trainer.channels_last, ("auto", True, False))
     problems += _check_device(str(trainer.device))
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+    if cfg.seed < 0:
         problems.append(f"seed: must be an integer >= 0, got {cfg.seed!r}")
+    if not problems and cfg.data.name in OFFICIAL:
+        problems += _check_model(cfg.model, OFFICIAL[cfg.data.name]["num_classes"])
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _check_model(model_cfg, num_classes: int) -> list[str]:
+    """Build the model on the meta device (no memory, no arithmetic), so that a bad option
+    (model.shortcut=C) fails here, before any run folder exists."""
+    options = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if k != "name"}
+    try:
+        with torch.device("meta"):
+            build_model(model_cfg.name, num_classes, **options)
+    except ConfigError as error:
+        return [str(error)]
+    except (TypeError, ValueError) as error:
+        return [f"model: {' '.join(str(error).split())}"]
+    return []
 
 
 def _check_sparsities(pruner) -> list[str]:
