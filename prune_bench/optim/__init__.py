@@ -46,9 +46,7 @@ def _sga(params, cfg):
 
 def _check_sga(cfg) -> list[str]:
     problems = _check_common(cfg) + _check_betas(cfg)
-    problems += in_range(cfg, "sampling_rate", "optimizer", 0.0, 1.0, closed_high=True)
-    if cfg.sampling_rate == 0:
-        problems.append("optimizer.sampling_rate: must be > 0 (0 would never update)")
+    problems += in_range(cfg, "sampling_rate", "optimizer", 0, 1, closed_high=True, closed_low=False)  # 0: no update
     if cfg.masked_moments not in MASKED_MOMENTS:
         problems.append(f"optimizer.masked_moments: '{cfg.masked_moments}' is not allowed; use one of {', '.join(MASKED_MOMENTS)}")
     return problems

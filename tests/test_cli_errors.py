@@ -1,0 +1,202 @@
+"""The CLI's failures as a user meets them: one line `prune-bench: error: <key>: ...`, exit
+status 2, no traceback, and nothing left behind that the failed command created."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from test_cli import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a failed command (asserting there is exactly one, and exit 2)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("prune-bench: error: "), result.stderr
+    return lines[0].removeprefix("prune-bench: error: ")
+
+
+def everything_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- typed config (8)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["data.augment=no"], "data.augment: must be true or false, got 'no'"),
+    (["optimizer.nesterov=maybe"], "optimizer.nesterov: must be true or false, got 'maybe'"),
+    (["foo=bar"], "foo: unknown key; the top level has data, model, name"),
+    (["optimizer.lrr=0.1"], "optimizer.lrr: unknown key; did you mean optimizer.lr?"),
+    (["+trainer.epoch=3"], "trainer.epoch: unknown key; did you mean trainer.epochs?"),
+    (["optimzer=adam"], "optimzer: unknown key; did you mean optimizer?"),
+])
+def test_config_mistakes_are_one_line_and_nothing_runs(tmp_path, extra, message):
+    assert error_line(run_cli(tiny(tmp_path, *extra), cwd=tmp_path)).startswith(message)
+    assert everything_under(tmp_path / "runs") == []
+
+
+# ----------------------------------------------------------------------------- nothing left behind (10)
+
+
+def test_a_bad_model_option_leaves_no_run_folder(tmp_path):
+    line = error_line(run_cli(tiny(tmp_path, "model.shortcut=C"), cwd=tmp_path))
+    assert line == "model.shortcut: 'C' is not allowed; use A or B"
+    assert everything_under(tmp_path / "runs") == []
+
+
+def test_a_pruner_that_fails_to_start_leaves_nothing_behind(tmp_path):
+    # t_start = the whole run (2 steps) comes after t_end = step 1: found when the pruner starts,
+    # i.e. after the run folder was made
+    result = run_cli(tiny(tmp_path, "pruner=gmp", "pruner.t_start=1.0", "pruner.t_end=1"), cwd=tmp_path)
+    assert error_line(result).startswith("pruner.t_start: step 2 comes after pruner.t_end (step 1)")
+    assert everything_under(tmp_path / "runs") == []
+
+
+def test_what_was_there_before_a_failure_stays(tmp_path):
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    result = run_cli(tiny(tmp_path, "pruner=gmp", "pruner.t_start=1.0", "pruner.t_end=1"), cwd=tmp_path)
+    error_line(result)
+    assert everything_under(tmp_path / "runs") == ["mine"]
+
+
+# ----------------------------------------------------------------------------- unwritable folders (11)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A folder holding one finished tiny run (runs/) and the arguments that made it."""
+    folder = tmp_path_factory.mktemp("finished")
+    args = tiny(folder)
+    result = run_cli(args, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, args
+
+
+def test_a_runs_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    line = error_line(run_cli(tiny(tmp_path, f"paths.runs_dir={tmp_path / 'file' / 'runs'}"), cwd=tmp_path))
+    assert line.startswith(f"paths.runs_dir: cannot write in {tmp_path / 'file' / 'runs'}")
+
+
+def test_a_results_folder_that_cannot_be_made_is_one_line(tmp_path, finished):
+    folder, _ = finished
+    (tmp_path / "file").write_text("not a folder")
+    result = run_cli(["table", "baselines", "--runs-dir", str(folder / "runs"),
+                      "--results-dir", str(tmp_path / "file" / "results")], cwd=tmp_path)
+    assert error_line(result).startswith(f"--results-dir: cannot write {tmp_path / 'file' / 'results'}")
+
+
+def without_root_powers(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`prune-bench ARGS` run so that permission bits apply even to root: the capabilities that
+    bypass them are dropped from the bounding set (util-linux setpriv), so a 0555 folder is
+    read-only for this process as for any user."""
+    return subprocess.run(
+        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--",
+         sys.executable, "-m", "prune_bench.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def _read_only_is_enforced(tmp_path: Path) -> bool:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    probe.chmod(0o555)
+    try:
+        result = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--",
+                                 "touch", str(probe / "x")], capture_output=True)
+    except FileNotFoundError:
+        return False
+    finally:
+        probe.chmod(0o755)
+    return result.returncode != 0
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Makes a folder and everything in it read-only (like a read-only mount) for the test."""
+    if os.geteuid() != 0 or not _read_only_is_enforced(tmp_path):
+        pytest.skip("needs root with setpriv to drop CAP_DAC_OVERRIDE (else: run as a normal user)")
+    changed = []
+
+    def make(folder: Path):
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            changed.append(path)
+
+    yield make
+    for path in changed:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_finished_run_in_a_read_only_runs_folder_is_reported(finished, read_only):
+    folder, args = finished
+    read_only(folder / "runs")
+    result = without_root_powers(args, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "already done: finished" in result.stdout
+
+
+def test_a_new_run_in_a_read_only_runs_folder_is_one_line(finished, read_only):
+    folder, args = finished
+    read_only(folder / "runs")
+    line = error_line(without_root_powers([*args, "seed=7"], cwd=folder))
+    assert line.startswith(f"paths.runs_dir: cannot write in {folder / 'runs'}")
+    assert "Permission denied" in line
+
+
+def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
+    folder, _ = finished
+    (tmp_path / "results").mkdir()
+    read_only(tmp_path / "results")
+    result = without_root_powers(["table", "baselines", "--runs-dir", str(folder / "runs"),
+                                  "--results-dir", str(tmp_path / "results")], cwd=tmp_path)
+    line = error_line(result)
+    assert line.startswith(f"--results-dir: cannot write {tmp_path / 'results'}") and "Permission denied" in line
+
+
+# ----------------------------------------------------------------------------- error texts (12)
+
+
+def test_a_file_that_is_no_archive_is_named_whole(tmp_path):
+    line = error_line(run_cli(tiny(tmp_path, "data.source=auto", "data.path=/etc/passwd"), cwd=tmp_path))
+    assert line == ("data.path: /etc/passwd is not a readable tarball or folder "
+                    "(not a tar file, plain or compressed with gzip, bzip2 or xz)")
+
+
+def test_plot_of_an_unknown_table_says_plot(tmp_path):
+    (tmp_path / "runs").mkdir()
+    line = error_line(run_cli(["plot", "nonexistent", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path))
+    assert line.startswith("plot: unknown table 'nonexistent'; allowed: ")
+
+
+@pytest.mark.parametrize("rate", ["0", "1.5", "-0.1"])
+def test_sampling_rate_range_says_what_is_allowed(tmp_path, rate):
+    line = error_line(run_cli(tiny(tmp_path, "optimizer=sga", f"optimizer.sampling_rate={rate}"), cwd=tmp_path))
+    assert line == f"optimizer.sampling_rate: must be in (0, 1], got {rate}"
+
+
+def test_an_empty_data_variable_is_named(tmp_path):
+    args = [*tiny(tmp_path), "data=cifar10_jpeg"]
+    result = subprocess.run([sys.executable, "-m", "prune_bench.cli", *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=240,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "PRUNE_BENCH_CIFAR10_JPEG": ""})
+    assert error_line(result) == ("data.path: empty (from $PRUNE_BENCH_CIFAR10_JPEG, which is set but empty); "
+                                  "set it to the data's path, or unset it for the default")
+
+
+def test_a_relative_data_path_names_the_folder_it_was_resolved_against(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "PRUNE_BENCH_CIFAR10_JPEG"}
+    result = subprocess.run([sys.executable, "-m", "prune_bench.cli", *tiny(tmp_path), "data=cifar10_jpeg"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                            env={**env, "PYTHONPATH": str(REPO)})
+    line = error_line(result)
+    assert line == (f"data.path: ../shared/data/cifar10-jpeg.tar.gz does not exist (relative to the current "
+                    f"folder {tmp_path}; the default of $PRUNE_BENCH_CIFAR10_JPEG); set $PRUNE_BENCH_CIFAR10_JPEG "
+                    f"or data.path to where the data is")
