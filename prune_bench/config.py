@@ -32,6 +32,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.checkpoint",
     "trainer.save_model",
     "data.root",
+    "data.cache_dir",
     "data.path",
     "data.download",
     "data.sha256",

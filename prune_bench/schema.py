@@ -44,6 +44,7 @@ class DataSection:
     source: str
     path: str | None
     root: str
+    cache_dir: str | None
     download: bool
     sha256: str | None
     augment: bool
@@ -162,7 +163,7 @@ def unknown_key(dotted: str, valid: list[str]) -> str:
     if close:
         return f"{dotted}: unknown key; did you mean {prefix}{close[0]}?"
     where = ".".join(parents) or "the top level"
-    return f"{dotted}: unknown key; {where} has {', '.join(valid)}"
+    return f"{dotted}: unknown key; {where} has {', '.join(sorted(valid))}"
 
 
 def first_unknown_key(tree: dict, dotted: str) -> str | None:
