@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import PruneBenchError
 from .paths import conf_dir
-from .workspace import inside
+from .workspace import ensure_writable, inside
 
 USAGE = """usage: prune-bench <command> [...]
 
@@ -81,13 +81,23 @@ def check_group_overrides(overrides: list[str]) -> None:
                 raise PruneBenchError(f"{group}={choice}: unknown option; allowed: {', '.join(options)}")
 
 
+def _sweep_dir(overrides: list[str], cfg) -> tuple[Path, str]:
+    """Where Hydra writes a sweep's log (conf/config.yaml: hydra.sweep.dir), and the key that sets it."""
+    for override in overrides:
+        if override.startswith("hydra.sweep.dir="):
+            return Path(override.split("=", 1)[1]), "hydra.sweep.dir"
+    return Path(str(cfg.paths.runs_dir)) / ".multirun", "paths.runs_dir"
+
+
 def run_command(overrides: list[str]) -> int:
     import hydra
 
     check_group_overrides(overrides)
     from .compose import compose_jobs, job_overrides
 
-    compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
+    jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
+    if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
+        ensure_writable(*_sweep_dir(overrides, jobs[0][1]))
     from .experiment import run
 
     def task(cfg) -> None:

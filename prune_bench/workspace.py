@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from filelock import FileLock
@@ -88,3 +89,15 @@ def unwritable(error: OSError, runs_dir: Path) -> PruneBenchError | None:
     return PruneBenchError(
         f"paths.runs_dir: cannot write in {runs_dir} ({reason}{where}); set paths.runs_dir to a writable folder"
     )
+
+
+def ensure_writable(folder: Path, key: str) -> None:
+    """Make `folder` and write a file there (then remove it), or raise one line naming `key`:
+    permission bits alone do not tell (root ignores them; a read-only mount does not)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise PruneBenchError(f"{key}: cannot write in {folder} ({error.strerror or type(error).__name__}); "
+                              f"set {key} to a writable folder") from None

@@ -151,6 +151,15 @@ def test_a_new_run_in_a_read_only_runs_folder_is_one_line(finished, read_only):
     assert "Permission denied" in line
 
 
+def test_a_sweep_in_a_read_only_runs_folder_is_one_line(finished, read_only):
+    # Hydra writes the sweep's multirun.yaml under the runs folder before any job runs
+    folder, args = finished
+    read_only(folder / "runs")
+    line = error_line(without_root_powers(["run", "-m", *args[1:], "seed=1,2"], cwd=folder))
+    assert line == (f"paths.runs_dir: cannot write in {folder / 'runs' / '.multirun'} (Permission denied); "
+                    "set paths.runs_dir to a writable folder")
+
+
 def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
     folder, _ = finished
     (tmp_path / "results").mkdir()
