@@ -14,7 +14,7 @@ from .data import OFFICIAL, SOURCES
 from .errors import ConfigError
 from .models import build_model
 from .optim import OPTIMIZERS, SCHEDULERS
-from .pruning import PRUNERS
+from .pruning import PRUNERS, select_prunable
 from .registry import in_range
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
@@ -79,23 +79,38 @@ def validate(cfg: DictConfig) -> None:
     if cfg.seed < 0:
         problems.append(f"seed: must be an integer >= 0, got {cfg.seed!r}")
     if not problems and cfg.data.name in OFFICIAL:
-        problems += _check_model(cfg.model, OFFICIAL[cfg.data.name]["num_classes"])
+        problems += _check_model(cfg, OFFICIAL[cfg.data.name]["num_classes"])
     if problems:
         raise ConfigError("\n".join(problems))
 
 
-def _check_model(model_cfg, num_classes: int) -> list[str]:
+def _check_model(cfg: DictConfig, num_classes: int) -> list[str]:
     """Build the model on the meta device (no memory, no arithmetic), so that a bad option
-    (model.shortcut=C) fails here, before any run folder exists."""
-    options = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if k != "name"}
+    (model.shortcut=C), or pruner options that leave it nothing to prune, fail here, before
+    any run folder exists (and, for one-shot pruners, before the training they follow)."""
+    options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     try:
         with torch.device("meta"):
-            build_model(model_cfg.name, num_classes, **options)
+            model = build_model(cfg.model.name, num_classes, **options)
     except ConfigError as error:
         return [str(error)]
     except (TypeError, ValueError) as error:
         return [f"model: {' '.join(str(error).split())}"]
+    pruner = cfg.pruner
+    if "layers" in pruner and not select_prunable(model, tuple(pruner.layers), pruner.get("skip_first_conv", False),
+                                                  pruner.get("skip_last_linear", False)):
+        chosen = ", ".join(f"{key} {_as_typed(pruner.get(key))}" for key in ("layers", "skip_first_conv", "skip_last_linear"))
+        return [f"pruner.layers: {cfg.model.name} has no prunable weights with these options ({chosen})"]
     return []
+
+
+def _as_typed(value) -> str:
+    """A config value as a user types it: true, [conv, linear]."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if OmegaConf.is_list(value) or isinstance(value, list):
+        return f"[{', '.join(_as_typed(item) for item in value)}]"
+    return str(value)
 
 
 def _check_sparsities(pruner) -> list[str]:

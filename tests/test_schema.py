@@ -122,6 +122,13 @@ def test_every_registered_component_carries_a_schema_with_a_name():
                    for f in fields.values()), schema
 
 
+def test_pruner_options_that_leave_nothing_to_prune_are_found_before_training():
+    # one-shot pruning starts after training: without this check the run trained first, then failed
+    assert problems("pruner=magnitude", "pruner.layers=[linear]", "pruner.skip_last_linear=true") == [
+        "pruner.layers: resnet20 has no prunable weights with these options "
+        "(layers [linear], skip_first_conv false, skip_last_linear true)"]
+
+
 def test_a_bad_model_option_is_found_before_anything_runs():
     assert problems("model.shortcut=C") == ["model.shortcut: 'C' is not allowed; use A or B"]
     assert problems("model=resnet152", "model.block=wide") == ["model.block: 'wide' is not allowed; use basic or bottleneck"]
