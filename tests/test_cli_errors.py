@@ -1,5 +1,6 @@
 """The CLI's failures as a user meets them: one line `prune-bench: error: <key>: ...`, exit
-status 2, no traceback, and nothing left behind that the failed command created."""
+status 2, no traceback, and nothing left behind that the failed command created. (Texts that
+the CLI prints as they are raised are checked in-process where a subprocess adds nothing.)"""
 
 import os
 import subprocess
@@ -7,19 +8,31 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import make_config, run_cli
 from test_cli import tiny
+from test_data import data_cfg
+
+from prune_bench.config import validate
+from prune_bench.data import load_arrays
+from prune_bench.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one error line of a failed command (asserting there is exactly one, and exit 2)."""
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The error lines of a failed command (asserting exit 2, no traceback, nothing else on stderr)."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert len(lines) == 1 and lines[0].startswith("prune-bench: error: "), result.stderr
-    return lines[0].removeprefix("prune-bench: error: ")
+    assert lines and all(line.startswith("prune-bench: error: ") for line in lines), result.stderr
+    return [line.removeprefix("prune-bench: error: ") for line in lines]
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a failed command."""
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 def everything_under(folder: Path) -> list[str]:
@@ -29,16 +42,16 @@ def everything_under(folder: Path) -> list[str]:
 # ----------------------------------------------------------------------------- typed config (8)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["data.augment=no"], "data.augment: must be true or false, got 'no'"),
-    (["optimizer.nesterov=maybe"], "optimizer.nesterov: must be true or false, got 'maybe'"),
-    (["foo=bar"], "foo: unknown key; the top level has data, model, name"),
-    (["optimizer.lrr=0.1"], "optimizer.lrr: unknown key; did you mean optimizer.lr?"),
-    (["+trainer.epoch=3"], "trainer.epoch: unknown key; did you mean trainer.epochs?"),
-    (["optimzer=adam"], "optimzer: unknown key; did you mean optimizer?"),
-])
-def test_config_mistakes_are_one_line_and_nothing_runs(tmp_path, extra, message):
-    assert error_line(run_cli(tiny(tmp_path, *extra), cwd=tmp_path)).startswith(message)
+@pytest.mark.parametrize("extra, messages", [
+    (["data.augment=no", "optimizer.nesterov=maybe", "+trainer.epoch=3"],  # found by the schema
+     ["data.augment: must be true or false, got 'no'", "optimizer.nesterov: must be true or false, got 'maybe'",
+      "trainer.epoch: unknown key; did you mean trainer.epochs?"]),
+    (["foo=bar", "optimizer.lrr=0.1", "optimzer=adam"],  # found by Hydra, named by us
+     ["foo: unknown key; the top level has data, model, name, optimizer, paths, pruner, scheduler, seed, trainer",
+      "optimizer.lrr: unknown key; did you mean optimizer.lr?", "optimzer: unknown key; did you mean optimizer?"]),
+], ids=["types and added keys", "mistyped keys"])
+def test_config_mistakes_are_one_line_each_and_nothing_runs(tmp_path, extra, messages):
+    assert error_lines(run_cli(tiny(tmp_path, *extra), cwd=tmp_path)) == messages
     assert everything_under(tmp_path / "runs") == []
 
 
@@ -53,17 +66,11 @@ def test_a_bad_model_option_leaves_no_run_folder(tmp_path):
 
 def test_a_pruner_that_fails_to_start_leaves_nothing_behind(tmp_path):
     # t_start = the whole run (2 steps) comes after t_end = step 1: found when the pruner starts,
-    # i.e. after the run folder was made
+    # i.e. after the run folder was made. What was there before stays (see also test_workspace.py).
+    (tmp_path / "runs" / "earlier").mkdir(parents=True)
     result = run_cli(tiny(tmp_path, "pruner=gmp", "pruner.t_start=1.0", "pruner.t_end=1"), cwd=tmp_path)
     assert error_line(result).startswith("pruner.t_start: step 2 comes after pruner.t_end (step 1)")
-    assert everything_under(tmp_path / "runs") == []
-
-
-def test_what_was_there_before_a_failure_stays(tmp_path):
-    (tmp_path / "runs" / "mine").mkdir(parents=True)
-    result = run_cli(tiny(tmp_path, "pruner=gmp", "pruner.t_start=1.0", "pruner.t_end=1"), cwd=tmp_path)
-    error_line(result)
-    assert everything_under(tmp_path / "runs") == ["mine"]
+    assert everything_under(tmp_path / "runs") == ["earlier"]
 
 
 # ----------------------------------------------------------------------------- unwritable folders (11)
@@ -174,9 +181,10 @@ def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
 
 
 def test_a_file_that_is_no_archive_is_named_whole(tmp_path):
-    line = error_line(run_cli(tiny(tmp_path, "data.source=auto", "data.path=/etc/passwd"), cwd=tmp_path))
-    assert line == ("data.path: /etc/passwd is not a readable tarball or folder "
-                    "(not a tar file, plain or compressed with gzip, bzip2 or xz)")
+    with pytest.raises(DataError) as caught:
+        load_arrays(data_cfg(tmp_path, path="/etc/passwd"))
+    assert str(caught.value) == ("data.path: /etc/passwd is not a readable tarball or folder "
+                                 "(not a tar file, plain or compressed with gzip, bzip2 or xz)")
 
 
 def test_plot_of_an_unknown_table_says_plot(tmp_path):
@@ -185,27 +193,35 @@ def test_plot_of_an_unknown_table_says_plot(tmp_path):
     assert line.startswith("plot: unknown table 'nonexistent'; allowed: ")
 
 
-@pytest.mark.parametrize("rate", ["0", "1.5", "-0.1"])
-def test_sampling_rate_range_says_what_is_allowed(tmp_path, rate):
-    line = error_line(run_cli(tiny(tmp_path, "optimizer=sga", f"optimizer.sampling_rate={rate}"), cwd=tmp_path))
-    assert line == f"optimizer.sampling_rate: must be in (0, 1], got {rate}"
+def test_sampling_rate_range_says_what_is_allowed(tmp_path):
+    line = error_line(run_cli(tiny(tmp_path, "optimizer=sga", "optimizer.sampling_rate=0"), cwd=tmp_path))
+    assert line == "optimizer.sampling_rate: must be in (0, 1], got 0"
+    for rate in (1.5, -0.1):
+        with pytest.raises(ConfigError, match=rf"^optimizer.sampling_rate: must be in \(0, 1\], got {rate}$"):
+            validate(make_config(["optimizer=sga", f"optimizer.sampling_rate={rate}"]))
 
 
-def test_an_empty_data_variable_is_named(tmp_path):
-    args = [*tiny(tmp_path), "data=cifar10_jpeg"]
-    result = subprocess.run([sys.executable, "-m", "prune_bench.cli", *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=240,
-                            env={**os.environ, "PYTHONPATH": str(REPO), "PRUNE_BENCH_CIFAR10_JPEG": ""})
-    assert error_line(result) == ("data.path: empty (from $PRUNE_BENCH_CIFAR10_JPEG, which is set but empty); "
-                                  "set it to the data's path, or unset it for the default")
+def jpeg_data_path_error(monkeypatch, folder: Path) -> str:
+    """The error of data=cifar10_jpeg's default path, started from `folder`."""
+    monkeypatch.chdir(folder)
+    with pytest.raises(DataError) as caught:
+        load_arrays(make_config(["data=cifar10_jpeg", f"paths.data_root={folder}"]).data)
+    return str(caught.value)
 
 
-def test_a_relative_data_path_names_the_folder_it_was_resolved_against(tmp_path):
-    env = {key: value for key, value in os.environ.items() if key != "PRUNE_BENCH_CIFAR10_JPEG"}
-    result = subprocess.run([sys.executable, "-m", "prune_bench.cli", *tiny(tmp_path), "data=cifar10_jpeg"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=240,
-                            env={**env, "PYTHONPATH": str(REPO)})
-    line = error_line(result)
-    assert line == (f"data.path: ../shared/data/cifar10-jpeg.tar.gz does not exist (relative to the current "
-                    f"folder {tmp_path}; the default of $PRUNE_BENCH_CIFAR10_JPEG); set $PRUNE_BENCH_CIFAR10_JPEG "
-                    f"or data.path to where the data is")
+def test_an_empty_data_variable_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_BENCH_CIFAR10_JPEG", "")
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        "data.path: empty (from $PRUNE_BENCH_CIFAR10_JPEG, which is set but empty); "
+        "set it to the data's path, or unset it for the default")
+
+
+def test_a_relative_data_path_names_the_folder_it_was_resolved_against(tmp_path, monkeypatch):
+    monkeypatch.delenv("PRUNE_BENCH_CIFAR10_JPEG", raising=False)
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        f"data.path: ../shared/data/cifar10-jpeg.tar.gz does not exist (relative to the current folder {tmp_path}; "
+        "the default of $PRUNE_BENCH_CIFAR10_JPEG); set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
+    monkeypatch.setenv("PRUNE_BENCH_CIFAR10_JPEG", "/nowhere/cifar.tar.gz")
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        "data.path: /nowhere/cifar.tar.gz does not exist (from $PRUNE_BENCH_CIFAR10_JPEG); "
+        "set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
