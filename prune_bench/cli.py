@@ -137,8 +137,7 @@ def table_command(command: str, args: list[str]) -> int:
     except OSError as error:  # read-only, or a file where the folder should be
         if not inside(error.filename, results_dir):
             raise
-        where = f": {error.filename}" if error.filename else ""
-        raise PruneBenchError(f"--results-dir: cannot write {results_dir} ({error.strerror or error}{where}); "
+        raise PruneBenchError(f"--results-dir: cannot write {results_dir} ({error.strerror or error}); "
                               "use a writable folder") from None
     return 0
 
