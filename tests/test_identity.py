@@ -1,8 +1,8 @@
 """Run identity and data labels: what is computed decides the directory and the table cell."""
 
 import torch
-from conftest import make_config
 
+from conftest import make_config
 from prune_bench.config import run_identity
 from prune_bench.data import data_label
 

@@ -3,8 +3,8 @@
 import dataclasses
 
 import pytest
-from conftest import make_config
 
+from conftest import make_config
 from prune_bench.compose import compose_config
 from prune_bench.config import validate
 from prune_bench.errors import ConfigError

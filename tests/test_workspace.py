@@ -1,8 +1,8 @@
 """A failed run takes back what it created under the runs folder, and only that."""
 
 import pytest
-from conftest import make_config
 
+from conftest import make_config
 from prune_bench import experiment
 from prune_bench.workspace import Created
 

@@ -6,8 +6,16 @@ from ..errors import ConfigError
 from ..registry import Component
 from .base import NoPruner, NoPrunerSection, Pruner, TrainContext
 from .erk import erk_densities, erk_masks
-from .gradual import (FGGPPruner, FGGPSection, GMPSection, GradualPruner, check_fggp, check_gradual,
-                      fggp_masks, gmp_masks)
+from .gradual import (
+    FGGPPruner,
+    FGGPSection,
+    GMPSection,
+    GradualPruner,
+    check_fggp,
+    check_gradual,
+    fggp_masks,
+    gmp_masks,
+)
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
