@@ -193,10 +193,8 @@ def test_plot_of_an_unknown_table_says_plot(tmp_path):
     assert line.startswith("plot: unknown table 'nonexistent'; allowed: ")
 
 
-def test_sampling_rate_range_says_what_is_allowed(tmp_path):
-    line = error_line(run_cli(tiny(tmp_path, "optimizer=sga", "optimizer.sampling_rate=0"), cwd=tmp_path))
-    assert line == "optimizer.sampling_rate: must be in (0, 1], got 0"
-    for rate in (1.5, -0.1):
+def test_sampling_rate_range_says_what_is_allowed():
+    for rate in (0, 1.5, -0.1):
         with pytest.raises(ConfigError, match=rf"^optimizer.sampling_rate: must be in \(0, 1\], got {rate}$"):
             validate(make_config(["optimizer=sga", f"optimizer.sampling_rate={rate}"]))
 
