@@ -18,8 +18,9 @@ from .pruning import PRUNERS, select_prunable
 from .registry import in_range
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
-# trainer.precision is in it (bf16 and fp32 compute different numbers), resolved for the device
-# (semantic_config), so `auto` on a GPU and `bf16` share a run but `auto` on CPU does not.
+# trainer.precision is not one of them (bf16 and fp32 compute different numbers): the identity
+# holds what it resolves to on the device (semantic_config), so `auto` on a GPU shares a run
+# with `bf16`, and `auto` on CPU one with `fp32`.
 NON_SEMANTIC_KEYS = (
     "name",
     "paths",
@@ -97,9 +98,11 @@ def _check_model(cfg: DictConfig, num_classes: int) -> list[str]:
     except (TypeError, ValueError) as error:
         return [f"model: {' '.join(str(error).split())}"]
     pruner = cfg.pruner
-    if "layers" in pruner and not select_prunable(model, tuple(pruner.layers), pruner.get("skip_first_conv", False),
-                                                  pruner.get("skip_last_linear", False)):
-        chosen = ", ".join(f"{key} {_as_typed(pruner.get(key))}" for key in ("layers", "skip_first_conv", "skip_last_linear"))
+    if "layers" not in pruner:
+        return []
+    selection = {key: pruner.get(key, False) for key in ("layers", "skip_first_conv", "skip_last_linear")}
+    if not select_prunable(model, tuple(selection.pop("layers")), **selection):
+        chosen = ", ".join(f"{key} {_as_typed(pruner.get(key))}" for key in ("layers", *selection))
         return [f"pruner.layers: {cfg.model.name} has no prunable weights with these options ({chosen})"]
     return []
 

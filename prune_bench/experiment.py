@@ -71,7 +71,7 @@ def run(cfg: DictConfig, log=print) -> dict:
         with created.lock(runs_dir / ".locks", run_dir.name):  # one process per run at a time
             if (run_dir / RECORD).is_file():
                 return _already_done(run_dir / RECORD, log)
-            return _run_unlocked(cfg, data, device, run_id, runs_dir, run_dir, created, log)
+            return _run_locked(cfg, data, device, run_id, runs_dir, run_dir, created, log)
     except BaseException as error:
         created.remove_unfinished()
         if isinstance(error, OSError) and (problem := unwritable(error, runs_dir)):
@@ -85,7 +85,7 @@ def _already_done(record_path: Path, log) -> dict:
     return record
 
 
-def _run_unlocked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_dir: Path,
+def _run_locked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_dir: Path,
                   created: Created, log) -> dict:
     started = time.perf_counter()
     runtime = Runtime.from_config(cfg.trainer, device)
