@@ -54,7 +54,7 @@ def _problem(error: Exception, overrides: list[str]) -> tuple[str | None, str]:
     """(the key Hydra could not override, if that is the error; the error on one line)."""
     text = one_line(error)
     unknown = re.match(r"Could not override '([^']+)'", text)
-    if unknown:
+    if unknown and not unknown.group(1).startswith("hydra."):  # Hydra's own keys: its text
         return unknown.group(1), text
     present = re.match(r"Could not append to config\. An item is already at '([^']+)'", text)
     if present:

@@ -78,6 +78,7 @@ def test_every_problem_is_listed():
     ("optimzer.lr=0.1", "optimzer: unknown key; did you mean optimizer?"),
     ("foo=bar", "foo: unknown key; the top level has"),
     ("+trainer.epochs=3", "+trainer.epochs=3: trainer.epochs is already set; drop the + (trainer.epochs=3)"),
+    ("hydra.foo=1", "Could not override 'hydra.foo'."),  # Hydra's own config: its own words, on one line
 ])
 def test_hydra_override_errors_become_one_line_with_the_closest_key(override, message):
     with pytest.raises(ConfigError) as caught:
