@@ -74,6 +74,16 @@ def test_a_cell_holds_only_records_whose_configs_differ_in_the_seed():
     assert sorted(ours["setting"]) == ["other: optimizer.lr=0.2", "paper"] and list(ours["n"]) == [1, 1]
 
 
+def test_a_bf16_gpu_run_and_an_fp32_cpu_run_never_share_a_cell():
+    # precision `auto` computes in bf16 on CUDA and in fp32 on a CPU: judged by where the run ran
+    gpu, cpu = (run_record(["+exp=smoke", f"seed={seed}"], acc, data="cifar10-synthetic")
+                for seed, acc in ((1, 90.0), (2, 92.0)))
+    gpu["device"] = {"type": "cuda", "bf16": True}
+    table = results.build_table("plain", PLAIN, [gpu, cpu])
+    assert sorted(table["variant"]) == ["trainer.precision=bf16", "trainer.precision=fp32"]
+    assert list(table["n"]) == [1, 1]
+
+
 def test_a_duplicate_of_the_same_config_and_seed_counts_once_with_a_warning_naming_both(capsys):
     spec = results.load_table_spec("baselines")
     records = [run_record([*HE, "seed=1"], 90.0, path="runs/a/record.json"),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..registry import Component
-from .base import NoPruner, Pruner, TrainContext
+from .base import NoPruner, NoPrunerSection, Pruner, TrainContext
 from .erk import erk_densities, erk_masks
 from .gradual import (
-    FGGPConfig,
     FGGPPruner,
-    GMPConfig,
+    FGGPSection,
+    GMPSection,
     GradualPruner,
-    MagFirstConfig,
+    MagFirstSection,
     MagnitudeFirstPruner,
     check_fggp,
     check_gradual,
@@ -26,11 +26,11 @@ from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
 
 PRUNERS = {
-    "none": Component(lambda cfg: NoPruner()),
+    "none": Component(lambda cfg: NoPruner(), schema=NoPrunerSection),
     "magnitude": MAGNITUDE,
-    "gmp": Component(GradualPruner, check_gradual, schema=GMPConfig),
-    "fggp": Component(FGGPPruner, check_fggp, schema=FGGPConfig),
-    "magfirst": Component(MagnitudeFirstPruner, check_magfirst, schema=MagFirstConfig),
+    "gmp": Component(GradualPruner, check_gradual, schema=GMPSection),
+    "fggp": Component(FGGPPruner, check_fggp, schema=FGGPSection),
+    "magfirst": Component(MagnitudeFirstPruner, check_magfirst, schema=MagFirstSection),
 }
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -330,16 +329,16 @@ class MagnitudeFirstPruner(FGGPPruner):
         return magfirst_masks(weights, self._grads, self.masks.masks, n_prune, rate, self.cfg["candidates"])
 
 
-# ---- config schemas (types only; conf/pruner/*.yaml holds the values)
+# ---- config sections (keys and types; conf/pruner/{gmp,fggp,magfirst}.yaml hold the values) and checks
 
 
 @dataclass
-class GMPConfig:
+class GMPSection:
     name: str
     sparsity: float
     init_sparsity: float
-    t_start: Any  # int: a step count; float in [0, 1]: a fraction of the run's steps
-    t_end: Any  # as t_start
+    t_start: int | float  # int: a step count; float: a fraction of the run's steps
+    t_end: int | float
     interval: int | None
     events: int | None
     layers: list[str]
@@ -349,18 +348,15 @@ class GMPConfig:
 
 
 @dataclass
-class FGGPConfig(GMPConfig):
+class FGGPSection(GMPSection):
     rate: float
     rate_schedule: str  # fixed | cosine
     rate_final: float
 
 
 @dataclass
-class MagFirstConfig(FGGPConfig):
+class MagFirstSection(FGGPSection):
     candidates: str  # prune_plus_rest | alive
-
-
-# ---- config checks
 
 
 def _is_time(value) -> bool:
