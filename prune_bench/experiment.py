@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
@@ -31,6 +30,7 @@ from .models import build_model
 from .optim import build_optimizer, build_scheduler
 from .pruning import NoPruner, Pruner, TrainContext, build_pruner
 from .train import FitState, Runtime, evaluate, fit, load_checkpoint, restore, save_checkpoint
+from .workspace import Created, unwritable
 
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"
@@ -52,14 +52,9 @@ def run_label(cfg: DictConfig) -> str:
     return f"{cfg.model.name}_{cfg.optimizer.name}_{cfg.pruner.name}"
 
 
-def _lock(runs_dir: Path, name: str) -> FileLock:
-    lock_dir = runs_dir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(lock_dir / f"{name}.lock"))
-
-
 def run(cfg: DictConfig, log=print) -> dict:
-    """Run (or resume, or just report) the experiment `cfg` describes. Returns its record."""
+    """Run (or resume, or just report) the experiment `cfg` describes. Returns its record.
+    A failure before the run has a checkpoint or a record removes what it created (workspace.py)."""
     validate(cfg)
     device = resolve_device(str(cfg.trainer.device))
     if device.type == "cuda":
@@ -69,30 +64,49 @@ def run(cfg: DictConfig, log=print) -> dict:
     run_id = run_identity(cfg, data.info)
     runs_dir = Path(os.path.expanduser(str(cfg.paths.runs_dir)))
     run_dir = runs_dir / f"{run_label(cfg)}-{run_id}"
-    with _lock(runs_dir, run_dir.name):  # one process per run at a time
-        record_path = run_dir / RECORD
-        if record_path.is_file():
-            record = json.loads(record_path.read_text())
-            log(f"already done: {summary(record)}")
-            return record
-        started = time.perf_counter()
-        runtime = Runtime.from_config(cfg.trainer, device)
-        pruner = build_pruner(cfg.pruner)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        if pruner.staged:  # pretrain -> sparse stage -> fine-tune with pruning (DPM): stages.py
-            from .stages import run_stages
+    if (run_dir / RECORD).is_file():  # finished: nothing to write, so a read-only runs folder will do
+        return _already_done(run_dir / RECORD, log)
+    created = Created()
+    try:
+        with created.lock(runs_dir / ".locks", run_dir.name):  # one process per run at a time
+            if (run_dir / RECORD).is_file():
+                return _already_done(run_dir / RECORD, log)
+            return _run_locked(cfg, data, device, run_id, runs_dir, run_dir, created, log)
+    except BaseException as error:
+        created.remove_unfinished()
+        if isinstance(error, OSError) and (problem := unwritable(error, runs_dir)):
+            raise problem from None
+        raise
 
-            trained = run_stages(cfg, data, runtime, pruner, run_dir, run_id, log)
-        elif pruner.acts_during_training:
-            trained = train(cfg, data, runtime, pruner, run_dir, run_id, log)
-        else:
-            train_id = run_identity(cfg, data.info, drop=("pruner",))
-            shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
-            with _lock(runs_dir, f"trained-{train_id}"):  # concurrent sweep jobs train it once
-                trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True)
-            pruner.start(trained.ctx)
-        return _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
+
+def _already_done(record_path: Path, log) -> dict:
+    record = json.loads(record_path.read_text())
+    log(f"already done: {summary(record)}")
+    return record
+
+
+def _run_locked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_dir: Path,
+                  created: Created, log) -> dict:
+    started = time.perf_counter()
+    runtime = Runtime.from_config(cfg.trainer, device)
+    pruner = build_pruner(cfg.pruner)
+    pruner.plan(steps_per_epoch(data.n_train, cfg.trainer.batch_size) * cfg.trainer.epochs)
+    created.folder(run_dir)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if pruner.staged:  # pretrain -> sparse stage -> fine-tune with pruning (DPM): stages.py
+        from .stages import run_stages
+
+        trained = run_stages(cfg, data, runtime, pruner, run_dir, run_id, created, log)
+    elif pruner.acts_during_training:
+        trained = train(cfg, data, runtime, pruner, run_dir, run_id, log)
+    else:
+        train_id = run_identity(cfg, data.info, drop=("pruner",))
+        shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
+        with created.lock(runs_dir / ".locks", f"trained-{train_id}"):  # concurrent sweep jobs train it once
+            created.folder(shared_dir)
+            trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True)
+        pruner.start(trained.ctx)
+    return _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
 
 
 def _model_options(model_cfg) -> dict:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import config_hash, run_identity
 from .data import DeviceData, steps_per_epoch
-from .experiment import CHECKPOINT, TRAINED, Trained, _load, _lock, _model_options, _to_device
+from .experiment import CHECKPOINT, TRAINED, Trained, _load, _model_options, _to_device
 from .experiment import train as train_dense
 from .fileio import atomic_torch_save
 from .models import build_model
@@ -35,6 +35,7 @@ from .optim import build_optimizer, build_scheduler
 from .pruning import NoPruner, Pruner, TrainContext
 from .pruning.hosts import SparseLearning, build_host
 from .train import FitState, Runtime, fit, load_checkpoint, restore, save_checkpoint
+from .workspace import Created
 
 
 @dataclass
@@ -120,10 +121,13 @@ def _summary(directory: Path, state: FitState, reused: bool) -> dict:
             "test_acc": evaluated[-1]["test_acc"] if evaluated else None, "train_s": state.train_seconds}
 
 
-def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir: Path, run_id: str, log) -> Trained:
+def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir: Path, run_id: str,
+               created: Created, log) -> Trained:
     """pretrain (shared) -> sparse stage (shared, if pruner.sparse_learning) -> fine-tune with
-    the pruning phase (this run). Returns what experiment.py records."""
+    the pruning phase (this run). Returns what experiment.py records. The fine-tune stage's
+    schedule is checked first, before anything trains."""
     runs_dir = run_dir.parent
+    pruner.plan_stage(steps_per_epoch(data.n_train, cfg.trainer.batch_size), cfg.pruner.finetune.epochs)
     augment = bool(cfg.data.augment)
     options = _model_options(cfg.model)
     pruner.model_spec = {"name": cfg.model.name, "num_classes": data.num_classes, "options": options}
@@ -135,7 +139,8 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
 
     pretrain_id = run_identity(cfg, data.info, drop=("pruner",))
     pretrain_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{pretrain_id}"
-    with _lock(runs_dir, f"trained-{pretrain_id}"):  # concurrent variants train it once
+    with created.lock(runs_dir / ".locks", f"trained-{pretrain_id}"):  # concurrent variants train it once
+        created.folder(pretrain_dir)
         pretrained = train_dense(cfg, data, runtime, NoPruner(), pretrain_dir, pretrain_id, log, shared=True)
     pruner.stage_info = {"pretrain": _summary(pretrain_dir, pretrained.state, pretrained.reused)}
     weights = pretrained.model.state_dict()
@@ -150,7 +155,8 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
         importance = cfg.pruner.importance
         host = build_host(cfg.pruner.host, importance.group_reduction, importance.criterion)
         hooks = SparseLearning(host, float(sparse_cfg.reg))
-        with _lock(runs_dir, f"sparse-{sparse_id}"):
+        with created.lock(runs_dir / ".locks", f"sparse-{sparse_id}"):
+            created.folder(sparse_dir)
             sparse = train_stage(stage, fresh_model(weights, runtime), hooks, data, runtime, augment, log)
         pruner.stage_info["sparse"] = _summary(sparse_dir, sparse.state, sparse.reused)
         weights = sparse.model.state_dict()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import make_config, run_cli
 from prune_bench import experiment
@@ -81,7 +82,6 @@ def test_a_dpm_run_reaches_its_speedup_and_records_it(finished):
     assert report["latency_ms"]["original"] > 0 and report["latency_ms"]["batch"] == 128
     assert 0 < report["tp_ops_pct"] < 100
     assert report["channels"]["stages.0.0.conv1"][1] < 16 or report["channels"]["conv1"][1] < 16
-    assert report["budget"] == "2/3/2"
     assert report["stages"]["pretrain"]["epochs"] == 1 and report["stages"]["sparse"]["epochs"] == 2
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]  # the run's own stage
 
@@ -108,7 +108,7 @@ def test_variants_share_the_pretrained_and_the_sparse_model(finished):
     assert other["pruner"]["stages"]["sparse"]["dir"] == record["pruner"]["stages"]["sparse"]["dir"]
     assert other["pruner"]["groups"]["released"] == 0 and other["pruner"]["speedup_achieved"] >= 1.6
     without = experiment.run(config(runs, "pruner.decay=none", "pruner.sparse_learning=false"), log=lines.append)
-    assert "sparse" not in without["pruner"]["stages"] and without["pruner"]["budget"] == "-/3/2"
+    assert "sparse" not in without["pruner"]["stages"]
     assert len(list((runs / ".trained").iterdir())) == 2  # one pretrained, one sparse model
 
 
@@ -196,19 +196,20 @@ def test_the_dpm2024_table_keeps_reduced_budgets_apart_from_the_paper(finished, 
     spec = load_table_spec("dpm2024")
     table = build_table("dpm2024", spec, collect_records(runs))
     ours = table[table["n"] > 0]
-    assert len(ours) >= 1 and set(ours["budget"]) <= {"2/3/2", "-/3/2"}
+    assert len(ours) >= 1 and all(setting.startswith("other") for setting in ours["setting"])
     assert ours["acc_paper"].isna().all()  # a reduced budget never sits beside the paper
-    row = ours[(ours["decay"] == "sp+sr") & (ours["budget"] == "2/3/2")].iloc[0]
+    row = ours[(ours["decay"] == "sp+sr") & (ours["sl"] == "True")].iloc[0]
     assert row["flops_pct"] == pytest.approx(record["pruner"]["flops_pct"])
     paper = table[(table["n"] == 0) & (table["model"] == "resnet56") & (table["host"] == "depgraph")]
     assert set(paper["decay"]) == {"none", "sp", "sp+sr"} and paper["acc_paper"].notna().all()
-    # a record of the full recipe joins the paper's row
+    # a record of the full recipe (the experiment's config on the official data) joins the paper's row
     full = json.loads(json.dumps(record))
-    full["config"]["model"]["name"], full["config"]["pruner"]["speedup"] = "resnet56", 2.11
-    full["pruner"]["budget"] = "100/100/10"
+    full["config"] = OmegaConf.to_container(make_config(["+exp=dpm2024_resnet56_depgraph", "pruner.decay=sp+sr"]),
+                                            resolve=True)
+    full["data"]["label"] = "cifar10-official"
     joined = build_table("dpm2024", spec, [full])
-    hit = joined[(joined["n"] == 1)].iloc[0]
-    assert hit["acc_paper"] == 94.13 and hit["flops_pct_paper"] == 45.80
+    hit = joined[joined["n"] == 1].iloc[0]
+    assert hit["setting"] == "paper" and hit["acc_paper"] == 94.13 and hit["flops_pct_paper"] == 45.80
     assert write_plot("dpm2024", runs, tmp_path).is_file()
 
 

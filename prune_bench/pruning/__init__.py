@@ -4,30 +4,45 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..registry import Component
-from .base import NoPruner, Pruner, TrainContext
+from .base import NoPruner, NoPrunerSection, Pruner, TrainContext
 from .dpm import DPM, DPMPruner, check_dpm_model
 from .erk import erk_densities, erk_masks
-from .gradual import FGGPPruner, GradualPruner, check_fggp, check_gradual, fggp_masks, gmp_masks
+from .gradual import (
+    FGGPPruner,
+    FGGPSection,
+    GMPSection,
+    GradualPruner,
+    MagFirstSection,
+    MagnitudeFirstPruner,
+    check_fggp,
+    check_gradual,
+    check_magfirst,
+    fggp_masks,
+    gmp_layer_masks,
+    gmp_masks,
+    magfirst_masks,
+)
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
 from .shapes import load_pruned_model
 
 PRUNERS = {
-    "none": Component(lambda cfg: NoPruner()),
+    "none": Component(lambda cfg: NoPruner(), schema=NoPrunerSection),
     "magnitude": MAGNITUDE,
-    "gmp": Component(GradualPruner, check_gradual),
-    "fggp": Component(FGGPPruner, check_fggp),
+    "gmp": Component(GradualPruner, check_gradual, schema=GMPSection),
+    "fggp": Component(FGGPPruner, check_fggp, schema=FGGPSection),
+    "magfirst": Component(MagnitudeFirstPruner, check_magfirst, schema=MagFirstSection),
     "dpm": DPM,
 }
 
-# Checks of a pruner section that need the rest of the config (e.g. the model).
-CROSS_CHECKS = {"dpm": check_dpm_model}
+# Pruner checks that need the model (built on the meta device by config.validate).
+MODEL_CHECKS = {"dpm": check_dpm_model}
 
 
-def cross_check(cfg) -> list[str]:
-    check = CROSS_CHECKS.get(cfg.pruner.name)
-    return check(cfg) if check else []
+def pruner_model_check(cfg, model) -> list[str]:
+    check = MODEL_CHECKS.get(cfg.pruner.name)
+    return check(cfg, model) if check else []
 
 
 def build_pruner(cfg) -> Pruner:
@@ -37,7 +52,7 @@ def build_pruner(cfg) -> Pruner:
 
 
 __all__ = [
-    "PRUNERS", "DPMPruner", "FGGPPruner", "GradualPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
-    "build_pruner", "cross_check", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_masks",
-    "load_pruned_model", "magnitude_masks", "select_prunable",
+    "PRUNERS", "DPMPruner", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner",
+    "TrainContext", "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_layer_masks",
+    "gmp_masks", "load_pruned_model", "magfirst_masks", "magnitude_masks", "pruner_model_check", "select_prunable",
 ]

@@ -26,6 +26,8 @@ class TrainContext:
 class Pruner:
     """No-op hooks. Subclasses override what they need.
 
+    plan(total_steps)     before anything is written: check the run's length suits the config
+                          (raise ConfigError); the runner calls it right after building the pruner
     start(ctx)            before the first step (and again after a resume, before loading state)
     after_backward(step)  gradients are in .grad (FGGP and DPM read them here)
     after_step(step)      after optimizer.step(): keep masked weights at zero, prune events;
@@ -44,6 +46,9 @@ class Pruner:
     # True for pruners whose run has stages (DPM: pretrain -> sparse stage -> fine-tune with
     # the pruning phase); stages.py runs them.
     staged = False
+
+    def plan(self, total_steps: int) -> None:
+        pass
 
     def start(self, ctx: TrainContext) -> None:
         self.ctx = ctx
@@ -77,6 +82,13 @@ class Pruner:
     def restore_architecture(self, model: nn.Module, architecture: dict) -> nn.Module:
         """Rebuild `model` with the shapes `architecture()` described, before weights load."""
         raise NotImplementedError(f"pruner '{self.name}' does not change shapes")
+
+
+@dataclass
+class NoPrunerSection:
+    """conf/pruner/none.yaml: only its name."""
+
+    name: str
 
 
 class NoPruner(Pruner):

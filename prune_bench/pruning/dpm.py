@@ -60,6 +60,7 @@ SP_SCHEDULES = ("linear", "cosine")
 SR_LOGICS = ("and", "or")
 NORMALIZERS = ("auto", "max", "mean", "sum", "none")
 REDUCTIONS = ("mean", "sum", "max")
+STAGE_SCHEDULERS = ("multistep", "cosine")
 TINY = torch.finfo(torch.float32).tiny
 RESCALE_PASSES = 10
 RECONSTRUCTION = ("DPM's code is not public: the SP schedule, the SR criteria C_rate and C_len, their thresholds and "
@@ -115,19 +116,25 @@ class DPMPruner(Pruner):
         self.channels_last = _is_channels_last(ctx.model)
         self.macs_original = self.mac_counter.total()
         self.params_original = sum(p.numel() for p in ctx.model.parameters())
-        phase = self.cfg["prune_epochs"] * ctx.steps_per_epoch
+        self.plan_stage(ctx.steps_per_epoch, ctx.total_steps // ctx.steps_per_epoch)
+        self._project()
+
+    def plan_stage(self, steps_per_epoch: int, epochs: int) -> None:
+        """The fine-tune stage's schedule: the selection events, and how long SR may act. Raises
+        ConfigError when it does not fit (stages.py calls it before anything trains)."""
+        phase = self.cfg["prune_epochs"] * steps_per_epoch
+        total = epochs * steps_per_epoch
         n_events = self.cfg["prune_steps"]
         if n_events > phase:
             raise ConfigError(f"pruner.prune_steps: {n_events} events do not fit in the pruning phase's {phase} steps")
-        if self.decay != "none" and ctx.total_steps < phase + self.sp_steps:
+        if self.decay != "none" and total < phase + self.sp_steps:
             raise ConfigError(f"pruner.sp_steps: a group picked at the end of the pruning phase (step {phase}) needs "
-                              f"{self.sp_steps} more steps, but the fine-tune stage has {ctx.total_steps} in all")
+                              f"{self.sp_steps} more steps, but the fine-tune stage has {total} in all")
         self.phase_end = phase
         # SR releases only while a replacement picked then can still decay fully in the stage
-        self.sr_until = ctx.total_steps - self.sp_steps
+        self.sr_until = total - self.sp_steps
         self.events = [(j + 1) * phase // n_events for j in range(n_events)]
         self._event_of = {t: j for j, t in enumerate(self.events)}
-        self._project()
 
     # ------------------------------------------------------------------ hooks
     def after_backward(self, step: int) -> None:
@@ -410,12 +417,10 @@ class DPMPruner(Pruner):
         model = self.ctx.model
         macs = self.mac_counter.total()
         params = sum(p.numel() for p in model.parameters())
-        sparse = self.cfg["sparse"]["epochs"] if self.sparse_learning else "-"
         return {
             "method": "dpm", "reconstruction": RECONSTRUCTION, "host": self.cfg["host"], "decay": self.decay,
             "criterion": self.cfg["importance"]["criterion"] if self.cfg["host"] == "bnscale" else "group_l2",
             "normalizer": self.normalizer, "speedup_target": self.speedup,
-            "budget": f"{sparse}/{self.cfg['finetune']['epochs']}/{self.cfg['prune_epochs']}",
             "macs_original": self.macs_original, "macs": macs,
             "params_original": self.params_original, "params": params,
             "flops_pct": 100.0 * macs / self.macs_original, "params_pct": 100.0 * params / self.params_original,
@@ -485,37 +490,48 @@ def inference_latency(model: nn.Module, batch: torch.Tensor, repeats: int) -> fl
 
 
 @dataclass
-class StageSchema:
+class StageSchedulerSection:
+    """A stage's scheduler: multistep or cosine (the keys of both; each reads its own)."""
+
+    name: str
+    milestones: list[float]
+    milestones_unit: str
+    gamma: float
+    final_factor: float
+
+
+@dataclass
+class StageSection:
     epochs: int
     lr: float
     weight_decay: float
-    scheduler: dict
+    scheduler: StageSchedulerSection
 
 
 @dataclass
-class SparseStageSchema(StageSchema):
-    reg: float = 0.0
+class SparseStageSection(StageSection):
+    reg: float
 
 
 @dataclass
-class ImportanceSchema:
+class ImportanceSection:
     criterion: str
     group_reduction: str
     normalizer: str
 
 
 @dataclass
-class DPMSchema:
+class DPMSection:
     """pruner=dpm: the keys of conf/pruner/dpm.yaml and their types."""
 
     name: str
     host: str
     decay: str
     speedup: float
-    importance: ImportanceSchema
+    importance: ImportanceSection
     sparse_learning: bool
-    sparse: SparseStageSchema
-    finetune: StageSchema
+    sparse: SparseStageSection
+    finetune: StageSection
     prune_epochs: int
     prune_steps: int
     sp_steps: int
@@ -553,10 +569,10 @@ def _check_stage(cfg, section: str) -> list[str]:
 
     problems = _int_at_least(cfg, "epochs", 1, section) + positive(cfg, "lr", section)
     problems += in_range(cfg, "weight_decay", section, 0.0, math.inf)
-    scheduler = cfg.get("scheduler")
-    if scheduler is None or scheduler.get("name") not in SCHEDULERS:
-        name = None if scheduler is None else scheduler.get("name")
-        return problems + [f"{section}.scheduler.name: '{name}' is not allowed; use one of {', '.join(SCHEDULERS)}"]
+    scheduler = cfg.scheduler
+    if scheduler.name not in STAGE_SCHEDULERS:
+        return problems + [f"{section}.scheduler.name: '{scheduler.name}' is not allowed; use one of "
+                           f"{', '.join(STAGE_SCHEDULERS)}"]
     return problems + [p.replace("scheduler.", f"{section}.scheduler.", 1)
                        for p in SCHEDULERS[scheduler.name].validate(scheduler)]
 
@@ -590,24 +606,18 @@ def check_dpm(cfg) -> list[str]:
     return problems
 
 
-def check_dpm_model(cfg) -> list[str]:
-    """Checks that need the model too: Torch-Pruning cannot prune the residual channels of a
-    zero-pad (shortcut A) ResNet, and bnscale needs BatchNorm layers."""
+def check_dpm_model(cfg, model: nn.Module) -> list[str]:
+    """Checks that need the model (built on the meta device): Torch-Pruning cannot prune the
+    residual channels of a zero-pad (shortcut A) ResNet, and bnscale needs BatchNorm layers."""
     from ..models.cifar_resnet import ZeroPadShortcut
 
-    options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
-    try:
-        with torch.device("meta"):
-            model = build_model(cfg.model.name, 10, **options)
-    except ConfigError:
-        return []  # the model's own check reports it
     problems = []
     if any(isinstance(m, ZeroPadShortcut) for m in model.modules()):
         problems.append(f"model.shortcut: '{cfg.model.get('shortcut')}' (zero-pad) leaves the residual channels "
                         "unprunable by Torch-Pruning; pruner=dpm needs model.shortcut=B")
-    if cfg.pruner.get("host") == "bnscale" and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+    if cfg.pruner.host == "bnscale" and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         problems.append(f"pruner.host: bnscale needs BatchNorm layers and {cfg.model.name} has none; use depgraph")
     return problems
 
 
-DPM = Component(DPMPruner, check_dpm, schema=DPMSchema)
+DPM = Component(DPMPruner, check_dpm, schema=DPMSection)
