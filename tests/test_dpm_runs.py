@@ -236,3 +236,13 @@ def test_shortcut_a_is_refused_with_one_line(tmp_path):
         "prune-bench: error: model.shortcut: 'A' (zero-pad) leaves the residual channels unprunable by "
         "Torch-Pruning; pruner=dpm needs model.shortcut=B"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_fine_tune_stage_too_short_for_the_decay_is_one_line_before_anything_trains(tmp_path):
+    result = run_cli(["run", *TINY_DPM, "pruner.sp_steps=20", f"paths.runs_dir={tmp_path / 'runs'}"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "prune-bench: error: pruner.sp_steps: a group picked at the end of the pruning phase (step 8) needs 20 "
+        "more steps, but the fine-tune stage has 12 in all"]
+    assert "epoch" not in result.stdout  # nothing trained
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
