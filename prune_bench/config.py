@@ -10,7 +10,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import OFFICIAL, SOURCES
+from .devices import validate_pool
 from .errors import ConfigError
+from .loggers import validate_loggers
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
 from .pruning import PRUNERS
@@ -29,6 +31,10 @@ NON_SEMANTIC_KEYS = (
     "trainer.eval_batch_size",
     "trainer.checkpoint",
     "trainer.save_model",
+    "trainer.gpus_per_job",
+    "trainer.runs_per_gpu",
+    "trainer.device_pool",
+    "logger",
     "data.root",
     "data.path",
     "data.download",
@@ -73,6 +79,7 @@ def validate(cfg: DictConfig) -> None:
     _check_choice(problems, "trainer.progress", trainer.progress, ("auto", "bar", "lines", "none"))
     _check_choice(problems, "trainer.channels_last", trainer.channels_last, ("auto", True, False))
     problems += _check_device(str(trainer.device))
+    problems += validate_loggers(cfg.get("logger")) + validate_pool(trainer)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         problems.append(f"seed: must be an integer >= 0, got {cfg.seed!r}")
     if problems:
