@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -104,6 +105,7 @@ class Monitor:
             self.log(f"epoch {self.epoch + 1}/{self.epochs} {100 * done / self.n_steps:3.0f}% "
                      f"({done}/{self.n_steps} steps)  loss {loss:.4f}  "
                      f"{images_per_s or 0:.0f} img/s  ETA {duration(eta)}")
+            sys.stdout.flush()  # a log file or a scheduler's output shows it now, not at exit
 
     def after_epoch(self, entry: dict, state, pruner_report: dict) -> None:
         self._seconds += entry["seconds"]
