@@ -124,9 +124,16 @@ class Monitor:
 
     def _write(self, **fields) -> None:
         self.fields.update(fields)
-        self.fields.update(pid=os.getpid(), host=socket.gethostname(), updated=_now(),
-                           updated_unix=time.time(), training_dir=str(self.training_dir))
+        self.fields.update(pid=os.getpid(), host=socket.gethostname(), slurm_job=slurm_job(),
+                           updated=_now(), updated_unix=time.time(), training_dir=str(self.training_dir))
         atomic_write_json(self.run_dir / PROGRESS, self.fields)
+
+
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in (array jobs as ARRAYID_TASK, as squeue shows them)."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def read_json(path: Path) -> dict | None:

@@ -95,23 +95,21 @@ def _running_detail(progress: dict | None) -> str:
     if not progress:
         return "started (no progress yet)"
     phase = progress.get("phase")
-    where = ""
-    training_dir = progress.get("training_dir", "")
-    if "/.trained/" in training_dir.replace("\\", "/"):
-        where = " (shared training)"
+    shared = " (shared training)" if "/.trained/" in progress.get("training_dir", "") else ""
     if phase != "training":
         text = {"starting": "starting, or waiting for the shared training"}.get(phase, phase or "?")
     else:
         epoch, epochs = progress.get("epoch"), progress.get("epochs")
         fraction = progress.get("epoch_fraction") or 0.0
-        text = f"epoch {epoch}/{epochs} ({100 * fraction:.0f}%){where}"
+        text = f"epoch {epoch}/{epochs} ({100 * fraction:.0f}%){shared}"
         if progress.get("images_per_s"):
             text += f", {progress['images_per_s']:.0f} img/s"
         text += f", ETA {duration(progress.get('eta_s'))}"
     age = time.time() - progress.get("updated_unix", time.time())
     if age > STALE_SECONDS:
         text += f" (last progress {duration(age)} ago)"
-    return f"{text} [pid {progress.get('pid')} on {progress.get('host')}]"
+    where = f"SLURM job {progress['slurm_job']}" if progress.get("slurm_job") else f"pid {progress.get('pid')}"
+    return f"{text} [{where} on {progress.get('host')}]"
 
 
 def inspect_run(run_dir: Path) -> RunStatus:
