@@ -131,11 +131,15 @@ class WandbLogger:
             self.run = wandb.init(project=self.cfg.project, mode=self.cfg.mode, dir=str(directory),
                                   id=self.run_id, name=self.run_dir.name, config=self.config,
                                   resume="allow", reinit="finish_previous")
+            # x axis: the run's optimizer step, logged as a value (wandb's own step counter only
+            # grows, so a resumed run's epochs would be dropped)
+            self.run.define_metric("step")
+            self.run.define_metric("*", step_metric="step")
 
     def epoch(self, entry: dict, history: list[dict], new_events: list[dict]) -> None:
-        for event in new_events:  # steps only grow: the events of an epoch come before its end
-            self.run.log({f"prune/{k}": v for k, v in _numeric(event).items()}, step=event["step"])
-        self.run.log({f"epoch/{k}": v for k, v in _numeric(entry).items()}, step=entry["step"])
+        for event in new_events:
+            self.run.log({"step": event["step"], **{f"prune/{k}": v for k, v in _numeric(event).items()}})
+        self.run.log({"step": entry["step"], **{f"epoch/{k}": v for k, v in _numeric(entry).items()}})
 
     def finish(self, record: dict) -> None:
         levels = _level_accuracies(record)

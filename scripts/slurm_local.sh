@@ -10,11 +10,25 @@
 #   scripts/slurm_local.sh stop
 #
 # PRUNE_BENCH_SLURM_DIR picks the folder (default /tmp/prune-bench-slurm), PRUNE_BENCH_SLURM_PORT
-# the controller's port (default 6817; the node daemon uses the next one).
+# the controller's port (default: the first free pair from 6817 on; the node daemon uses the next).
 set -euo pipefail
 DIR=${PRUNE_BENCH_SLURM_DIR:-/tmp/prune-bench-slurm}
-PORT=${PRUNE_BENCH_SLURM_PORT:-6817}
 export SLURM_CONF="$DIR/slurm.conf"
+
+free_port() {  # the first port p >= 6817 with p and p+1 free on this machine
+  python3 - <<'PY'
+import socket
+for port in range(6817, 6917, 2):
+    try:
+        for p in (port, port + 1):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p))
+        print(port)
+        break
+    except OSError:
+        continue
+PY
+}
 
 install() {
   if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then
@@ -32,6 +46,7 @@ running() {  # is the daemon whose pid file is $1 alive?
 
 write_config() {
   local host cpus memory
+  PORT=${PRUNE_BENCH_SLURM_PORT:-$(free_port)}
   host=$(hostname -s)
   cpus=$(nproc)
   memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))  # half the RAM, in MB
@@ -78,7 +93,11 @@ EOF
 
 start() {
   install
-  write_config
+  if running "$DIR/slurmctld.pid"; then
+    echo "SLURM is already running from $DIR"
+  else
+    write_config
+  fi
   if ! running "$DIR/munged.pid"; then
     if [[ ! -f "$DIR/munge.key" ]]; then
       dd if=/dev/urandom of="$DIR/munge.key" bs=1024 count=1 status=none

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -66,7 +65,8 @@ def test_each_state_from_real_runs(tmp_path, tiny_overrides, monkeypatch):
     assert next(s for s in states.values() if s.state == "diverged").detail.startswith("non-finite loss at step")
     assert "test " in next(s for s in states.values() if s.state == "finished").detail
     # while it trained, the interrupted run was "running", its epoch and speed read from progress.json
-    assert seen and seen[0].state == "running" and seen[0].detail.startswith("epoch 1/2 (50%), ")
+    # 200 images in batches of 50: 4 steps, a report after each of the first three
+    assert seen and seen[0].state == "running" and seen[0].detail.startswith("epoch 1/2 (25%), ")
     assert " img/s, ETA " in seen[0].detail and f"[pid {os.getpid()} on " in seen[0].detail
     text = render(list(states.values()))
     assert text.splitlines()[-1] == "4 runs: 1 finished, 0 running, 1 interrupted, 1 failed, 1 diverged, 0 pending"
@@ -114,12 +114,16 @@ def test_status_cli_on_a_run_m_sweep_and_for_a_paper(tmp_path):
     lines = result.stdout.splitlines()
     assert sum(line.startswith("finished    resnet20_sgd_none-") for line in lines) == 2
     assert lines[-1] == "2 runs: 2 finished, 0 running, 0 interrupted, 0 failed, 0 diverged, 0 pending"
-    # a paper's grid: the cells without a directory are pending
+    # the smoke grid at 1 epoch and batch 50: its resnet20 seed-1 cell is the same config as the
+    # run -m job above (so finished); its resnet32 cell has no directory yet (pending)
     paper = run_cli(["status", "smoke", "--budget", "quick", "--runs", str(tmp_path / "runs"), "--seeds", "1",
                      "data.synthetic.train_size=100", "data.synthetic.test_size=50", "trainer.batch_size=50",
                      f"paths.data_root={tmp_path / 'data'}"], cwd=tmp_path)
     assert paper.returncode == 0, paper.stderr
-    assert paper.stdout.splitlines()[-1] == "2 runs: 0 finished, 0 running, 0 interrupted, 0 failed, 0 diverged, 2 pending"
+    out = paper.stdout.splitlines()
+    assert out[-1] == "2 runs: 1 finished, 0 running, 0 interrupted, 0 failed, 0 diverged, 1 pending"
+    assert any(line.startswith("finished    resnet20_sgd_none-") for line in out)
+    assert any(line.startswith("pending     resnet32_sgd_none-") and "no run directory yet" in line for line in out)
     missing = run_cli(["status", "--runs", str(tmp_path / "nothing")], cwd=tmp_path)
     assert missing.returncode == 2 and "prune-bench: error: --runs:" in missing.stderr
 
@@ -129,8 +133,11 @@ def test_watch_refreshes_until_interrupted(tmp_path):
     watcher = subprocess.Popen([sys.executable, "-m", "prune_bench.cli", "status", "--runs", str(tmp_path / "runs"),
                                 "--watch", "0.2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(__file__)))})
-    time.sleep(4)
+    refreshes = 0
+    while refreshes < 2:  # two refreshes, then Ctrl-C
+        line = watcher.stdout.readline()
+        assert line, watcher.stderr.read()
+        refreshes += line.startswith("0 runs: 0 finished")
     watcher.send_signal(signal.SIGINT)
-    out, err = watcher.communicate(timeout=30)
+    _, err = watcher.communicate(timeout=30)
     assert watcher.returncode == 0, err
-    assert out.count("0 runs: 0 finished") >= 2
