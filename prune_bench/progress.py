@@ -111,8 +111,9 @@ class Monitor:
         self._seconds += entry["seconds"]
         self._steps += state.step - self.step_at_epoch_start
         eta = self._eta(state.step, self._steps, self._seconds)
-        self._write(phase="training", epoch=entry["epoch"], epoch_fraction=1.0, step=state.step,
-                    images_per_s=entry["images_per_s"], eta_s=eta, train_loss=entry["train_loss"])
+        last = entry["epoch"] == self.epochs  # then: the pruner's finish, evaluation, the record
+        self._write(phase="finishing" if last else "training", epoch=entry["epoch"], epoch_fraction=1.0,
+                    step=state.step, images_per_s=entry["images_per_s"], eta_s=eta, train_loss=entry["train_loss"])
         if self.sinks is not None:
             self.sinks.epoch(entry, state.history, pruner_report.get("event_log", []))
 

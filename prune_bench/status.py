@@ -97,7 +97,9 @@ def _running_detail(progress: dict | None) -> str:
     phase = progress.get("phase")
     shared = " (shared training)" if "/.trained/" in progress.get("training_dir", "") else ""
     if phase != "training":
-        text = {"starting": "starting, or waiting for the shared training"}.get(phase, phase or "?")
+        text = {"starting": "starting, or waiting for the shared training",
+                "finishing": f"trained {progress.get('epochs')} epochs; pruning, evaluating, writing the record"}.get(
+            phase, phase or "?")
     else:
         epoch, epochs = progress.get("epoch"), progress.get("epochs")
         fraction = progress.get("epoch_fraction") or 0.0

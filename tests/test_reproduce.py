@@ -2,6 +2,8 @@
 (run directories, states, cost) without training, run through the launcher with finished cells
 skipped and interrupted ones resumed, failures named; then the table."""
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -79,22 +81,27 @@ def test_unknown_paper_and_bad_seeds_are_one_line(tmp_path):
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
+def _reproduce(tmp_path, seeds, *extra, budget="quick"):
+    """`reproduce smoke` in this process: (the failed runs, the lines it logged and the runs printed)."""
+    lines = []
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        failed = reproduce.reproduce("smoke", budget, seeds, tiny(tmp_path, *extra), log=lines.append)
+    return failed, "\n".join(lines), printed.getvalue()
+
+
 def test_reproduce_runs_the_missing_cells_only_then_writes_the_table(tmp_path):
-    first = run_cli(["reproduce", "smoke", "--budget", "quick", "--seeds", "1", *tiny(tmp_path)], cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.count("finished resnet") == 2 and "all 2 runs finished" in first.stdout
+    failed, log, printed = _reproduce(tmp_path, [1])
+    assert failed == [] and "all 2 runs finished" in log and printed.count("finished resnet") == 2
     assert len(list((tmp_path / "runs").glob("*/record.json"))) == 2
     table = (tmp_path / "results" / "baselines.csv").read_text()
-    assert "resnet20" in table and "resnet32" in table
+    assert "resnet20" in table and "resnet32" in table and "wrote" in log
     # seeds 1 and 2 of resnet20: the seed-1 cell is skipped, the seed-2 cell trains
-    args = ["reproduce", "smoke", "--budget", "quick", "--seeds", "1,2", *tiny(tmp_path, "model=resnet20")]
-    second = run_cli(args, cwd=tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert "launching 1 runs (1 already have a record)" in second.stdout
-    assert second.stdout.count("epoch 1/1") == 1 and "already done" not in second.stdout
+    failed, log, printed = _reproduce(tmp_path, [1, 2], "model=resnet20")
+    assert failed == [] and "launching 1 runs (1 already have a record)" in log
+    assert printed.count("epoch 1/1") == 1 and "already done" not in printed
     assert len(list((tmp_path / "runs").glob("*/record.json"))) == 3
-    third = run_cli(args, cwd=tmp_path)
-    assert third.returncode == 0 and "every run already has a record" in third.stdout and "epoch 1/1" not in third.stdout
+    failed, log, printed = _reproduce(tmp_path, [1, 2], "model=resnet20")
+    assert failed == [] and "every run already has a record" in log and "epoch 1/1" not in printed
 
 
 def _planned(tmp_path, *extra, seeds=(1,)):
@@ -149,11 +156,12 @@ def test_failed_and_diverged_cells_are_named_and_the_others_finish(tmp_path):
 
 
 def test_dry_run_lists_states_and_cost_with_measured_speed(tmp_path):
-    assert run_cli(["reproduce", "smoke", "--seeds", "1", *tiny(tmp_path, "model=resnet20")], cwd=tmp_path).returncode == 0
+    assert _reproduce(tmp_path, [1], "model=resnet20", budget="full")[0] == []
     record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
-    result = run_cli(["reproduce", "smoke", "--seeds", "1,2,3", "--dry-run", *tiny(tmp_path, "model=resnet20")], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = []
+    assert reproduce.reproduce("smoke", "full", [1, 2, 3], tiny(tmp_path, "model=resnet20"), dry_run=True,
+                               log=lines.append) == []
+    lines = "\n".join(lines).splitlines()
     rate = record["timing"]["images_per_s"]  # the one earlier record of resnet20 on this CPU
     pending = [line for line in lines if line.startswith("pending")]
     assert len(pending) == 2 and sum(line.startswith("finished") for line in lines) == 1
