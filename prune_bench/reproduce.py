@@ -43,6 +43,10 @@ def load_grid(paper: str) -> dict:
     for key in ("table", "seeds", "budgets"):
         if key not in spec:
             raise ConfigError(f"paper: {path} has no '{key}'")
+    from .results import table_names
+
+    if spec["table"] not in table_names():
+        raise ConfigError(f"paper: {path} names the table '{spec['table']}'; allowed: {', '.join(table_names())}")
     for budget, section in spec["budgets"].items():
         if not section.get("grid"):
             raise ConfigError(f"paper: {path}: budget '{budget}' has no grid")
