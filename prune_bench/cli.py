@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import PruneBenchError
 from .paths import conf_dir
+from .workspace import ensure_writable, inside
 
 USAGE = """usage: prune-bench <command> [...]
 
@@ -91,13 +92,23 @@ def check_group_overrides(overrides: list[str]) -> None:
                 raise PruneBenchError(f"{group}={choice}: unknown option; allowed: {', '.join(options)}")
 
 
+def _sweep_dir(overrides: list[str], cfg) -> tuple[Path, str]:
+    """Where Hydra writes a sweep's log (conf/config.yaml: hydra.sweep.dir), and the key that sets it."""
+    for override in overrides:
+        if override.startswith("hydra.sweep.dir="):
+            return Path(override.split("=", 1)[1]), "hydra.sweep.dir"
+    return Path(str(cfg.paths.runs_dir)) / ".multirun", "paths.runs_dir"
+
+
 def run_command(overrides: list[str]) -> int:
     import hydra
 
     check_group_overrides(overrides)
     from .compose import compose_jobs, job_overrides
 
-    compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
+    jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
+    if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
+        ensure_writable(*_sweep_dir(overrides, jobs[0][1]))
     from .launch import task as run_task
 
     def task(cfg) -> None:
@@ -170,22 +181,30 @@ def status_command(args: list[str]) -> int:
 
 
 def table_command(command: str, args: list[str]) -> int:
-    from .results import write_plot, write_table
+    from .results import table_names, write_plot, write_table
 
     parser = argparse.ArgumentParser(prog=f"prune-bench {command}")
     parser.add_argument("name", help="table name (prune-bench list shows them)")
     parser.add_argument("--runs-dir", default="runs", help="where run records are (default: runs)")
     parser.add_argument("--results-dir", default="results", help="where to write (default: results)")
     options = parser.parse_args(args)
-    runs_dir = Path(options.runs_dir)
+    runs_dir, results_dir = Path(options.runs_dir), Path(options.results_dir)
     if not runs_dir.is_dir():
         raise PruneBenchError(f"--runs-dir: {runs_dir} does not exist (run some experiments first)")
-    if command == "table":
-        _, path, text = write_table(options.name, runs_dir, Path(options.results_dir))
-        print(text)
-        print(f"wrote {path}")
-    else:
-        print(f"wrote {write_plot(options.name, runs_dir, Path(options.results_dir))}")
+    if options.name not in table_names():
+        raise PruneBenchError(f"{command}: unknown table '{options.name}'; allowed: {', '.join(table_names())}")
+    try:
+        if command == "table":
+            _, path, text = write_table(options.name, runs_dir, results_dir)
+            print(text)
+            print(f"wrote {path}")
+        else:
+            print(f"wrote {write_plot(options.name, runs_dir, results_dir)}")
+    except OSError as error:  # read-only, or a file where the folder should be
+        if not inside(error.filename, results_dir):
+            raise
+        raise PruneBenchError(f"--results-dir: cannot write {results_dir} ({error.strerror or error}); "
+                              "use a writable folder") from None
     return 0
 
 

@@ -5,15 +5,18 @@ ConfigError line."""
 
 from __future__ import annotations
 
+import re
+
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 from .paths import conf_dir
+from .schema import first_unknown_key
 
 
 def one_line(error: Exception) -> str:
@@ -38,13 +41,48 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The config `prune-bench run <overrides>` would see (one job)."""
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _compose(overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _problem(error: Exception, overrides: list[str]) -> tuple[str | None, str]:
+    """(the key Hydra could not override, if that is the error; the error on one line)."""
+    text = one_line(error)
+    unknown = re.match(r"Could not override '([^']+)'", text)
+    if unknown and not unknown.group(1).startswith("hydra."):  # Hydra's own keys: its text
+        return unknown.group(1), text
+    present = re.match(r"Could not append to config\. An item is already at '([^']+)'", text)
+    if present:
+        key = present.group(1)
+        typed = next((o for o in overrides if o.startswith("+") and _override_key(o) == key), f"+{key}=...")
+        return None, f"{typed}: {key} is already set; drop the + ({typed.lstrip('+')})"
+    return None, text
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `prune-bench run <overrides>` would see (one job). An override of a key the
+    config lacks (Hydra: "Could not override") becomes one line naming the closest valid key;
+    every such key is named (the config is composed again without it to find the next)."""
+    remaining, unknown = list(overrides), []
+    while True:
         try:
-            return compose(config_name="config", overrides=list(overrides))
+            cfg = _compose(remaining)
+            break
         except (HydraException, OmegaConfBaseException) as error:
-            raise ConfigError(one_line(error)) from None
+            key, text = _problem(error, remaining)
+            if key is None or not any(_override_key(o) == key for o in remaining):
+                raise ConfigError("\n".join([*unknown, text])) from None
+            unknown.append(key)
+            remaining = [o for o in remaining if _override_key(o) != key]
+    if unknown:
+        tree = OmegaConf.to_container(cfg, resolve=False)
+        raise ConfigError("\n".join(first_unknown_key(tree, key) or f"{key}: unknown key" for key in unknown))
+    return cfg
 
 
 def compose_jobs(overrides: list[str]) -> list[tuple[list[str], DictConfig]]:

@@ -9,21 +9,24 @@ import re
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import schema
 from .data import OFFICIAL, SOURCES
 from .devices import validate_pool
 from .errors import ConfigError
 from .loggers import validate_loggers
-from .models import MODELS
+from .models import build_model
 from .optim import OPTIMIZERS, SCHEDULERS
-from .pruning import PRUNERS
+from .pruning import PRUNERS, select_prunable
 from .registry import in_range
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
+# trainer.precision is not one of them (bf16 and fp32 compute different numbers): the identity
+# holds what it resolves to on the device (semantic_config), so `auto` on a GPU shares a run
+# with `bf16`, and `auto` on CPU one with `fp32`.
 NON_SEMANTIC_KEYS = (
     "name",
     "paths",
     "trainer.device",
-    "trainer.precision",
     "trainer.channels_last",
     "trainer.compile",
     "trainer.cudnn_benchmark",
@@ -36,6 +39,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.device_pool",
     "logger",
     "data.root",
+    "data.cache_dir",
     "data.path",
     "data.download",
     "data.sha256",
@@ -54,9 +58,11 @@ def _check_choice(problems: list[str], key: str, value, allowed) -> bool:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError listing every problem found, one line each."""
-    problems: list[str] = []
-    _check_choice(problems, "model.name", cfg.model.name, list(MODELS))
+    """Raise ConfigError listing every problem found, one line each: first the schema (keys and
+    types, prune_bench/schema.py), then, once every value has its type, the values."""
+    problems = schema.check(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if _check_choice(problems, "data.name", cfg.data.name, list(OFFICIAL)):
         _check_choice(problems, "data.source", cfg.data.source, SOURCES)
     for key in ("train_per_class", "test_per_class"):
@@ -64,9 +70,7 @@ def validate(cfg: DictConfig) -> None:
         if value is not None and not _positive_int(value):
             problems.append(f"data.{key}: must be a positive integer or null, got {value!r}")
     for group, registry in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("pruner", PRUNERS)):
-        section = cfg[group]
-        if _check_choice(problems, f"{group}.name", section.name, list(registry)):
-            problems += registry[section.name].validate(section)
+        problems += registry[cfg[group].name].validate(cfg[group])
     problems += _check_sparsities(cfg.pruner)
     trainer = cfg.trainer
     for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
@@ -79,11 +83,44 @@ def validate(cfg: DictConfig) -> None:
     _check_choice(problems, "trainer.progress", trainer.progress, ("auto", "bar", "lines", "none"))
     _check_choice(problems, "trainer.channels_last", trainer.channels_last, ("auto", True, False))
     problems += _check_device(str(trainer.device))
-    problems += validate_loggers(cfg.get("logger")) + validate_pool(trainer)
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+    problems += validate_loggers(cfg.get("logger") or {}) + validate_pool(trainer)
+    if cfg.seed < 0:
         problems.append(f"seed: must be an integer >= 0, got {cfg.seed!r}")
+    if not problems and cfg.data.name in OFFICIAL:
+        problems += _check_model(cfg, OFFICIAL[cfg.data.name]["num_classes"])
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _check_model(cfg: DictConfig, num_classes: int) -> list[str]:
+    """Build the model on the meta device (no memory, no arithmetic), so that a bad option
+    (model.shortcut=C), or pruner options that leave it nothing to prune, fail here, before
+    any run folder exists (and, for one-shot pruners, before the training they follow)."""
+    options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model.name, num_classes, **options)
+    except ConfigError as error:
+        return [str(error)]
+    except (TypeError, ValueError) as error:
+        return [f"model: {' '.join(str(error).split())}"]
+    pruner = cfg.pruner
+    if "layers" not in pruner:
+        return []
+    selection = {key: pruner.get(key, False) for key in ("layers", "skip_first_conv", "skip_last_linear")}
+    if not select_prunable(model, tuple(selection.pop("layers")), **selection):
+        chosen = ", ".join(f"{key} {_as_typed(pruner.get(key))}" for key in ("layers", *selection))
+        return [f"pruner.layers: {cfg.model.name} has no prunable weights with these options ({chosen})"]
+    return []
+
+
+def _as_typed(value) -> str:
+    """A config value as a user types it: true, [conv, linear]."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if OmegaConf.is_list(value) or isinstance(value, list):
+        return f"[{', '.join(_as_typed(item) for item in value)}]"
+    return str(value)
 
 
 def _check_sparsities(pruner) -> list[str]:
@@ -117,6 +154,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """What `trainer.precision` computes in on `device`: auto is bf16 autocast on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return str(precision)
+
+
 def _drop(tree: dict, dotted: str) -> None:
     *parents, leaf = dotted.split(".")
     for key in parents:
@@ -125,10 +169,13 @@ def _drop(tree: dict, dotted: str) -> None:
         tree.pop(leaf, None)
 
 
-def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict:
-    """The resolved config without execution details (and without the `drop` keys)."""
+def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = (), device: torch.device | None = None) -> dict:
+    """The resolved config without execution details (and without the `drop` keys), with the
+    precision it computes in on `device` (default: the device trainer.device resolves to)."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree.pop("hydra", None)
+    device = resolve_device(str(cfg.trainer.device)) if device is None else device
+    tree["trainer"]["precision"] = resolve_precision(cfg.trainer.precision, device)
     for key in NON_SEMANTIC_KEYS + tuple(drop):
         _drop(tree, key)
     return tree
@@ -144,5 +191,6 @@ def data_fingerprint(info: dict) -> dict:
     return {key: info.get(key) for key in ("dataset", "format", "n_train", "n_test")}
 
 
-def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = ()) -> str:
-    return config_hash({"config": semantic_config(cfg, drop), "data": data_fingerprint(data_info)})
+def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = (),
+                 device: torch.device | None = None) -> str:
+    return config_hash({"config": semantic_config(cfg, drop, device), "data": data_fingerprint(data_info)})

@@ -1,7 +1,8 @@
-"""CIFAR data: every source decodes once to uint8 arrays (cached beside the source), then the
-whole split lives on the training device and batches are made there: a seeded permutation per
-epoch, random crop with 4-pixel zero padding and horizontal flip as one batched gather, and
-normalisation. No DataLoader workers, no PIL in the loop.
+"""CIFAR data: every source decodes once to uint8 arrays (cached per content under the user's
+cache folder, never beside the source: datacache.py), then the whole split lives on the
+training device and batches are made there: a seeded permutation per epoch, random crop with
+4-pixel zero padding and horizontal flip as one batched gather, and normalisation. No
+DataLoader workers, no PIL in the loop.
 
 Sources (`data.source`):
 - official:  the python-version tarball (cifar-10-python.tar.gz / cifar-100-python.tar.gz),
@@ -19,7 +20,9 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -27,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+from . import datacache
 from .errors import DataError
 from .fileio import atomic_write_bytes
 
@@ -59,7 +64,6 @@ OFFICIAL = {
 }
 SOURCES = ("auto", "official", "extracted", "folder", "synthetic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-CACHE_VERSION = 1
 
 
 @dataclass
@@ -111,8 +115,11 @@ class DeviceData:
 
 
 def _reason(error: Exception) -> str:
-    """An exception's text on one line (tarfile, for one, reports a line per method tried)."""
-    return " ".join(str(error).split())[:200] or type(error).__name__
+    """An exception's text on one line, whole. tarfile reports a line per compression it
+    tried when none fits: that is said in words instead."""
+    if isinstance(error, tarfile.ReadError) and "could not be opened successfully" in str(error):
+        return "not a tar file, plain or compressed with gzip, bzip2 or xz"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -275,14 +282,6 @@ def synthetic_arrays(num_classes: int, train_size: int, test_size: int, seed: in
 # ----------------------------------------------------------------------------- locating
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _detect_kind(path: Path) -> str:
     if path.is_dir():
         if (path / "train").is_dir() and (path / "test").is_dir():
@@ -319,13 +318,37 @@ def _download(spec: dict, target: Path) -> None:
     atomic_write_bytes(target, raw)
 
 
+def _path_variable(cfg) -> str | None:
+    """The environment variable data.path is read from (`${oc.env:NAME,default}`), if any."""
+    raw = OmegaConf.to_container(cfg, resolve=False).get("path") if isinstance(cfg, DictConfig) else None
+    found = re.search(r"\$\{oc\.env:(\w+)", str(raw or ""))
+    return found.group(1) if found else None
+
+
+def _configured_path(cfg) -> Path:
+    """data.path, checked: an empty value or a missing file says where the value came from
+    (an environment variable, its default) and, if relative, what it was resolved against."""
+    variable = _path_variable(cfg)
+    if str(cfg.path) == "":
+        if variable:
+            raise DataError(f"data.path: empty (from ${variable}, which is set but empty); set it to the data's "
+                            "path, or unset it for the default")
+        raise DataError("data.path: empty; set it to the data's path, or to null for the files under data.root")
+    path = Path(os.path.expanduser(str(cfg.path)))
+    if path.exists():
+        return path
+    notes = [f"relative to the current folder {os.getcwd()}"] if not path.is_absolute() else []
+    if variable:
+        notes.append(f"from ${variable}" if variable in os.environ else f"the default of ${variable}")
+    hint = f"; set ${variable} or data.path to where the data is" if variable else ""
+    raise DataError(f"data.path: {path} does not exist" + (f" ({'; '.join(notes)})" if notes else "") + hint)
+
+
 def _locate(cfg) -> tuple[str, Path]:
     """(kind, path) for a configured real-data source; downloads when allowed and needed."""
     spec = OFFICIAL[cfg.name]
-    if cfg.path:
-        path = Path(os.path.expanduser(str(cfg.path)))
-        if not path.exists():
-            raise DataError(f"data.path: {path} does not exist")
+    if cfg.path is not None:
+        path = _configured_path(cfg)
         kind = _detect_kind(path) if cfg.source == "auto" else cfg.source
         return kind, path
     root = Path(os.path.expanduser(str(cfg.root)))
@@ -347,55 +370,40 @@ def _locate(cfg) -> tuple[str, Path]:
 # ----------------------------------------------------------------------------- caching
 
 
-def _cache_path(source: Path, root: Path) -> Path:
-    """Beside the source when writable, else under data.root (e.g. a read-only shared copy)."""
-    beside = source.parent / f"{source.name}.prune-bench-cache.npz"
-    # Mode bits as well as access(): root may write anywhere, but a folder marked read-only is
-    # meant to stay untouched.
-    if os.access(source.parent, os.W_OK) and source.parent.stat().st_mode & 0o222:
-        return beside
-    key = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
-    return root / "cache" / f"{source.name}-{key}.prune-bench-cache.npz"
+def _cached_arrays(arrays: Arrays) -> dict[str, np.ndarray]:
+    mean, std = arrays.channel_stats()
+    return {"train_images": arrays.train_images, "train_labels": arrays.train_labels,
+            "test_images": arrays.test_images, "test_labels": arrays.test_labels,
+            "classes": np.array(arrays.classes), "image_format": np.array(arrays.image_format),
+            "mean": mean, "std": std}
 
 
-def _cache_key(source: Path, kind: str) -> str:
-    stat = source.stat()
-    return f"v{CACHE_VERSION}|{kind}|{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
+def _from_cache(saved: dict[str, np.ndarray]) -> Arrays:
+    arrays = Arrays(saved["train_images"], saved["train_labels"], saved["test_images"], saved["test_labels"],
+                    [str(c) for c in saved["classes"]], str(saved["image_format"]))
+    arrays._stats = (saved["mean"], saved["std"])
+    return arrays
 
 
-def _read_cache(path: Path, key: str) -> Arrays | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            arrays = Arrays(
-                npz["train_images"], npz["train_labels"], npz["test_images"], npz["test_labels"],
-                [str(c) for c in npz["classes"]], str(npz["image_format"]),
-            )
-            arrays._stats = (npz["mean"], npz["std"])
-            return arrays
-    except Exception:  # a damaged cache is rebuilt, never trusted
-        return None
+def _cache_dir(cfg) -> Path:
+    """data.cache_dir ($PRUNE_BENCH_CACHE) if set, else <data.root>/cache."""
+    folder = cfg.get("cache_dir") or Path(os.path.expanduser(str(cfg.root))) / "cache"
+    return Path(os.path.expanduser(str(folder)))
 
 
-def _write_cache(path: Path, key: str, arrays: Arrays) -> None:
-    buffer = io.BytesIO()
-    np.savez(
-        buffer, key=np.array(key), train_images=arrays.train_images, train_labels=arrays.train_labels,
-        test_images=arrays.test_images, test_labels=arrays.test_labels,
-        classes=np.array(arrays.classes), image_format=np.array(arrays.image_format),
-        mean=arrays.channel_stats()[0], std=arrays.channel_stats()[1],
-    )
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as error:
-        print(f"warning: could not write the data cache {path} ({_reason(error)}); continuing without it")
+def _decode(kind: str, path: Path, spec: dict) -> Arrays:
+    if kind == "official":
+        return decode_official_tarball(path, spec)
+    if kind == "extracted":
+        return decode_extracted(path, spec)
+    if kind == "folder":
+        return decode_image_folder(path) if path.is_dir() else decode_image_tarball(path)
+    raise DataError(f"data.source: '{kind}' is not allowed; use one of {', '.join(SOURCES)}")
 
 
 def load_arrays(cfg) -> tuple[Arrays, dict]:
-    """Decode (or read from cache) the configured data. Returns the arrays and a description."""
+    """Decode (or read from the cache, datacache.py) the configured data. Returns the arrays
+    and a description."""
     if cfg.name not in OFFICIAL:
         raise DataError(f"data.name: unknown dataset '{cfg.name}'; allowed: {', '.join(OFFICIAL)}")
     spec = OFFICIAL[cfg.name]
@@ -405,29 +413,34 @@ def load_arrays(cfg) -> tuple[Arrays, dict]:
         return arrays, {"dataset": cfg.name, "source": "synthetic", "format": "synthetic"}
     kind, path = _locate(cfg)
     info = {"dataset": cfg.name, "source": kind, "path": str(path)}
-    if cfg.get("sha256") and path.is_file():
-        digest = file_digest(path, "sha256")
-        if digest != cfg.sha256:
-            raise DataError(f"data.sha256: checksum mismatch for {path} (expected {cfg.sha256}, got {digest})")
-        info["sha256"] = digest
-    if kind == "official" and path.name == spec["archive"] and not cfg.get("sha256"):
-        cache = _cache_path(path, Path(os.path.expanduser(str(cfg.root))))
-        if not cache.is_file() and file_digest(path, "md5") != spec["md5"]:
+    if path.is_file():
+        check_md5 = kind == "official" and path.name == spec["archive"] and not cfg.get("sha256")
+        digests = datacache.file_digests(path, ("sha256", "md5") if check_md5 else ("sha256",))
+        content = digests["sha256"]
+        if cfg.get("sha256"):
+            if content != cfg.sha256:
+                raise DataError(f"data.sha256: checksum mismatch for {path} (expected {cfg.sha256}, got {content})")
+            info["sha256"] = content
+        if check_md5 and digests["md5"] != spec["md5"]:
             raise DataError(f"data: checksum mismatch for {path} (not the official {spec['archive']}); delete it or point data.path elsewhere")
-    cache = _cache_path(path, Path(os.path.expanduser(str(cfg.root))))
-    key = _cache_key(path, kind)
-    arrays = _read_cache(cache, key)
-    if arrays is None:
-        decoders = {
-            "official": lambda: decode_official_tarball(path, spec),
-            "extracted": lambda: decode_extracted(path, spec),
-            "folder": lambda: decode_image_folder(path) if path.is_dir() else decode_image_tarball(path),
-        }
-        if kind not in decoders:
-            raise DataError(f"data.source: '{kind}' is not allowed; use one of {', '.join(SOURCES)}")
-        print(f"decoding {path} (once; cached at {cache})", flush=True)
-        arrays = decoders[kind]()
-        _write_cache(cache, key, arrays)
+    else:
+        content = datacache.folder_digest(path)
+    cache = datacache.cache_path(_cache_dir(cfg), content, cfg.name, kind)
+    key = datacache.cache_key(content, cfg.name, kind)
+    saved = datacache.read(cache, key)
+    if saved is not None:
+        arrays = _from_cache(saved)
+    else:
+        print(f"decoding {path} (once for this content)", flush=True)
+        started = time.perf_counter()
+        arrays = _decode(kind, path, spec)
+        seconds = time.perf_counter() - started
+        failed = datacache.write(cache, key, _cached_arrays(arrays))
+        if failed:
+            print(f"decoded in {seconds:.1f} s; warning: could not write the data cache {cache} ({failed}); "
+                  "continuing without it (set data.cache_dir or $PRUNE_BENCH_CACHE to a writable folder)")
+        else:
+            print(f"decoded in {seconds:.1f} s; cached at {cache}", flush=True)
     if len(arrays.classes) != spec["num_classes"]:
         raise DataError(f"data: {path} has {len(arrays.classes)} classes, {cfg.name} has {spec['num_classes']}")
     info["format"] = arrays.image_format
@@ -464,12 +477,20 @@ def load_data(cfg, device: torch.device) -> DeviceData:
     )
 
 
+FULL_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+
+
 def data_label(info: dict) -> str:
-    """A short name for tables: dataset, format, and subset size when not the full split."""
+    """A short name for tables: dataset, format, and each split's size when it is a subset
+    (`-n5000` training images, `-test1000` test images). Synthetic data has no full split."""
     label = f"{info['dataset']}-{info['format']}"
-    full = {"cifar10": 50000, "cifar100": 50000}.get(info["dataset"])
-    if info.get("n_train") and info["n_train"] != full and info["format"] != "synthetic":
+    if info["format"] == "synthetic":
+        return label
+    full_train, full_test = FULL_SPLITS.get(info["dataset"], (None, None))
+    if info.get("n_train") and info["n_train"] != full_train:
         label += f"-n{info['n_train']}"
+    if info.get("n_test") and info["n_test"] != full_test:
+        label += f"-test{info['n_test']}"
     return label
 
 

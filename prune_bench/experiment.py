@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
@@ -33,6 +32,7 @@ from .optim import build_optimizer, build_scheduler
 from .progress import Monitor, note_failure
 from .pruning import NoPruner, Pruner, TrainContext, build_pruner
 from .train import FitState, Runtime, evaluate, fit, load_checkpoint, restore, save_checkpoint
+from .workspace import Created, unwritable
 
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"
@@ -54,14 +54,9 @@ def run_label(cfg: DictConfig) -> str:
     return f"{cfg.model.name}_{cfg.optimizer.name}_{cfg.pruner.name}"
 
 
-def _lock(runs_dir: Path, name: str) -> FileLock:
-    lock_dir = runs_dir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(lock_dir / f"{name}.lock"))
-
-
 def run(cfg: DictConfig, log=print) -> dict:
-    """Run (or resume, or just report) the experiment `cfg` describes. Returns its record."""
+    """Run (or resume, or just report) the experiment `cfg` describes. Returns its record.
+    A failure before the run has a checkpoint or a record removes what it created (workspace.py)."""
     validate(cfg)
     device = resolve_device(str(cfg.trainer.device))
     if device.type == "cuda":
@@ -71,37 +66,56 @@ def run(cfg: DictConfig, log=print) -> dict:
     run_id = run_identity(cfg, data.info)
     runs_dir = Path(os.path.expanduser(str(cfg.paths.runs_dir)))
     run_dir = runs_dir / f"{run_label(cfg)}-{run_id}"
-    # one process per run at a time; an exception leaves its reason in failed.json
-    with _lock(runs_dir, run_dir.name), note_failure(run_dir):
-        record_path = run_dir / RECORD
-        if record_path.is_file():
-            record = json.loads(record_path.read_text())
-            log(f"already done: {summary(record)}")
-            return record
-        started = time.perf_counter()
-        runtime = Runtime.from_config(cfg.trainer, device)
-        pruner = build_pruner(cfg.pruner)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        monitor = Monitor(run_dir, runtime.progress == "lines", log,
-                          Sinks(cfg.get("logger"), run_dir, run_id, OmegaConf.to_container(cfg, resolve=True)))
-        try:
-            if pruner.acts_during_training:
-                monitor.start(run_dir)
-                trained = train(cfg, data, runtime, pruner, run_dir, run_id, log, monitor=monitor)
-            else:
-                train_id = run_identity(cfg, data.info, drop=("pruner",))
-                shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
-                monitor.start(shared_dir)
-                with _lock(runs_dir, f"trained-{train_id}"):  # concurrent sweep jobs train it once
-                    trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True,
-                                    monitor=monitor)
-                pruner.start(trained.ctx)
-            record = _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
-            monitor.finish(record)
-            return record
-        finally:
-            monitor.close()
+    if (run_dir / RECORD).is_file():  # finished: nothing to write, so a read-only runs folder will do
+        return _already_done(run_dir / RECORD, log)
+    created = Created()
+    try:
+        # one process per run at a time; an exception leaves its reason in failed.json (progress.py)
+        with created.lock(runs_dir / ".locks", run_dir.name), note_failure(run_dir):
+            if (run_dir / RECORD).is_file():
+                return _already_done(run_dir / RECORD, log)
+            return _run_locked(cfg, data, device, run_id, runs_dir, run_dir, created, log)
+    except BaseException as error:
+        created.remove_unfinished()
+        if isinstance(error, OSError) and (problem := unwritable(error, runs_dir)):
+            raise problem from None
+        raise
+
+
+def _already_done(record_path: Path, log) -> dict:
+    record = json.loads(record_path.read_text())
+    log(f"already done: {summary(record)}")
+    return record
+
+
+def _run_locked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_dir: Path,
+                  created: Created, log) -> dict:
+    started = time.perf_counter()
+    runtime = Runtime.from_config(cfg.trainer, device)
+    pruner = build_pruner(cfg.pruner)
+    created.folder(run_dir)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # progress.json for `prune-bench status`, progress lines, metric loggers (progress.py, loggers.py)
+    monitor = Monitor(run_dir, runtime.progress == "lines", log,
+                      Sinks(cfg.get("logger"), run_dir, run_id, OmegaConf.to_container(cfg, resolve=True)))
+    try:
+        if pruner.acts_during_training:
+            monitor.start(run_dir)
+            trained = train(cfg, data, runtime, pruner, run_dir, run_id, log, monitor=monitor)
+        else:
+            train_id = run_identity(cfg, data.info, drop=("pruner",))
+            shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
+            monitor.start(shared_dir)
+            with created.lock(runs_dir / ".locks", f"trained-{train_id}"):  # concurrent sweep jobs train it once
+                created.folder(shared_dir)
+                trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True,
+                                monitor=monitor)
+            pruner.start(trained.ctx)
+        record = _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
+        monitor.finish(record)
+        return record
+    finally:
+        monitor.close()
 
 
 def _model_options(model_cfg) -> dict:

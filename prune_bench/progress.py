@@ -148,14 +148,17 @@ def read_json(path: Path) -> dict | None:
 @contextlib.contextmanager
 def note_failure(run_dir: Path):
     """Around one attempt at a run: a stale failed.json goes on entry; an exception leaves the
-    reason in failed.json (then propagates). Ctrl-C, SIGKILL and a scheduler's exit are not
-    failures: the run is interrupted and resumes."""
+    reason in failed.json (then propagates). A run folder with nothing worth keeping (no
+    checkpoint, no trained model) is removed after a failure all the same (workspace.py), so the
+    reason then lives only in the command's error. Ctrl-C, SIGKILL and a scheduler's exit are
+    not failures: the run is interrupted and resumes."""
     run_dir = Path(run_dir)
     (run_dir / FAILED).unlink(missing_ok=True)
     try:
         yield
     except Exception as error:
-        reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
-        atomic_write_json(run_dir / FAILED, {"reason": reason, "traceback": traceback.format_exc(),
-                                             "host": socket.gethostname(), "time": _now()})
+        if run_dir.is_dir():  # a run that failed before its folder existed leaves nothing
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+            atomic_write_json(run_dir / FAILED, {"reason": reason, "traceback": traceback.format_exc(),
+                                                 "host": socket.gethostname(), "time": _now()})
         raise

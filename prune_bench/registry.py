@@ -24,11 +24,13 @@ def positive(cfg, key: str, section: str) -> list[str]:
     return []
 
 
-def in_range(cfg, key: str, section: str, low: float, high: float, closed_high: bool = False) -> list[str]:
+def in_range(cfg, key: str, section: str, low: float, high: float, closed_high: bool = False,
+             closed_low: bool = True) -> list[str]:
+    """[] if cfg[key] lies in the interval, else one line naming it: [low, high) by default."""
     value = cfg.get(key)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and low <= value and (value <= high if closed_high else value < high)
+    ok = ok and (low <= value if closed_low else low < value) and (value <= high if closed_high else value < high)
     if not ok:
-        bracket = "]" if closed_high else ")"
-        return [f"{section}.{key}: must be in [{low}, {high}{bracket}, got {value!r}"]
+        interval = f"{'[' if closed_low else '('}{low}, {high}{']' if closed_high else ')'}"
+        return [f"{section}.{key}: must be in {interval}, got {value!r}"]
     return []

@@ -19,7 +19,7 @@ PER_CLASS_TRAIN, PER_CLASS_TEST = 3, 2
 
 def data_cfg(tmp_path, **overrides):
     base = {
-        "name": "cifar10", "source": "auto", "path": None, "root": str(tmp_path / "root"),
+        "name": "cifar10", "source": "auto", "path": None, "root": str(tmp_path / "root"), "cache_dir": None,
         "download": False, "sha256": None, "augment": True, "train_per_class": None,
         "test_per_class": None, "synthetic": {"train_size": 40, "test_size": 20, "seed": 0},
     }
@@ -143,7 +143,7 @@ def test_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
     tar_folder(tmp_path / "imgs", tmp_path / "imgs.tar.gz", "x")
     cfg = data_cfg(tmp_path, path=str(tmp_path / "imgs.tar.gz"))
     first, _ = load_arrays(cfg)
-    assert (tmp_path / "imgs.tar.gz.prune-bench-cache.npz").is_file()
+    assert len(list((tmp_path / "root" / "cache").glob("*.npz"))) == 1
     monkeypatch.setattr(data_module, "decode_image_tarball", lambda path: pytest.fail("decoded twice"))
     second, _ = load_arrays(cfg)
     np.testing.assert_array_equal(first.train_images, second.train_images)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch.nn as nn
@@ -21,6 +22,41 @@ MODELS = {
 }
 
 
+# Config sections (keys and types; conf/model/<name>.yaml holds the values): the options a
+# family's builder takes beside its name.
+@dataclass
+class PlainSection:
+    name: str
+
+
+@dataclass
+class CifarResNetSection:
+    name: str
+    shortcut: str  # A | B
+
+
+@dataclass
+class CifarResNet152Section(CifarResNetSection):
+    block: str  # basic | bottleneck
+
+
+@dataclass
+class DropoutSection:
+    name: str
+    dropout: float
+
+
+MODEL_SCHEMAS = {
+    **{f"resnet{depth}": CifarResNetSection for depth in (20, 32, 44, 56, 110)},
+    "resnet152": CifarResNet152Section,
+    "resnet50": PlainSection,
+    "vgg16": DropoutSection,
+    "vgg16_bn": PlainSection,
+    "vgg19_bn": PlainSection,
+    "wrn28_10": DropoutSection,
+}
+
+
 def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
     """Build a registered model. `options` are the family's keyword arguments
     (e.g. `shortcut="B"` or `block="bottleneck"` for the CIFAR ResNets)."""
@@ -32,4 +68,4 @@ def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
         raise ConfigError(f"model: bad option for '{name}': {error}") from None
 
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "MODEL_SCHEMAS", "build_model"]

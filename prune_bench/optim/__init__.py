@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -45,9 +46,7 @@ def _sga(params, cfg):
 
 def _check_sga(cfg) -> list[str]:
     problems = _check_common(cfg) + _check_betas(cfg)
-    problems += in_range(cfg, "sampling_rate", "optimizer", 0.0, 1.0, closed_high=True)
-    if cfg.sampling_rate == 0:
-        problems.append("optimizer.sampling_rate: must be > 0 (0 would never update)")
+    problems += in_range(cfg, "sampling_rate", "optimizer", 0, 1, closed_high=True, closed_low=False)  # 0: no update
     if cfg.masked_moments not in MASKED_MOMENTS:
         problems.append(f"optimizer.masked_moments: '{cfg.masked_moments}' is not allowed; use one of {', '.join(MASKED_MOMENTS)}")
     return problems
@@ -87,11 +86,46 @@ def _check_grda(cfg) -> list[str]:
     return problems
 
 
+# Config sections: keys and types (values in conf/optimizer/<name>.yaml).
+@dataclass
+class SGDSection:
+    name: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+
+
+@dataclass
+class AdamSection:
+    name: str
+    lr: float
+    betas: list[float]
+    eps: float
+    weight_decay: float
+    decoupled_weight_decay: bool
+
+
+@dataclass
+class SGASection(AdamSection):
+    sampling_rate: float
+    masked_moments: str
+    seed: int
+
+
+@dataclass
+class GRDASection:
+    name: str
+    lr: float
+    c: float
+    mu: float
+
+
 OPTIMIZERS = {
-    "sgd": Component(_sgd, _check_sgd),
-    "adam": Component(_adam, lambda cfg: _check_common(cfg) + _check_betas(cfg)),
-    "sga": Component(_sga, _check_sga),
-    "grda": Component(_grda, _check_grda),
+    "sgd": Component(_sgd, _check_sgd, schema=SGDSection),
+    "adam": Component(_adam, lambda cfg: _check_common(cfg) + _check_betas(cfg), schema=AdamSection),
+    "sga": Component(_sga, _check_sga, schema=SGASection),
+    "grda": Component(_grda, _check_grda, schema=GRDASection),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -71,11 +72,41 @@ def _check_grda(cfg) -> list[str]:
     return problems
 
 
+# Config sections: keys and types (values in conf/scheduler/*.yaml).
+@dataclass
+class ConstantSection:
+    name: str
+
+
+@dataclass
+class MultistepSection:
+    name: str
+    milestones: list[float]
+    milestones_unit: str
+    gamma: float
+
+
+@dataclass
+class CosineSection:
+    name: str
+    final_factor: float
+
+
+@dataclass
+class GRDAPiecewiseSection:
+    name: str
+    hold: float
+    end: float
+    final_factor: float
+    first_epoch: int
+    per_epoch: bool
+
+
 SCHEDULERS = {
-    "constant": Component(constant),
-    "multistep": Component(multistep, _check_multistep),
-    "cosine": Component(cosine),
-    "grda_piecewise": Component(grda_piecewise, _check_grda),
+    "constant": Component(constant, schema=ConstantSection),
+    "multistep": Component(multistep, _check_multistep, schema=MultistepSection),
+    "cosine": Component(cosine, schema=CosineSection),
+    "grda_piecewise": Component(grda_piecewise, _check_grda, schema=GRDAPiecewiseSection),
 }
 
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..registry import Component
-from .base import NoPruner, Pruner, TrainContext
+from .base import NoPruner, NoPrunerSection, Pruner, TrainContext
 from .erk import erk_densities, erk_masks
-from .gradual import FGGPPruner, GradualPruner, check_fggp, check_gradual, fggp_masks, gmp_masks
+from .gradual import (
+    FGGPPruner,
+    FGGPSection,
+    GMPSection,
+    GradualPruner,
+    check_fggp,
+    check_gradual,
+    fggp_masks,
+    gmp_masks,
+)
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
 
 PRUNERS = {
-    "none": Component(lambda cfg: NoPruner()),
+    "none": Component(lambda cfg: NoPruner(), schema=NoPrunerSection),
     "magnitude": MAGNITUDE,
-    "gmp": Component(GradualPruner, check_gradual),
-    "fggp": Component(FGGPPruner, check_fggp),
+    "gmp": Component(GradualPruner, check_gradual, schema=GMPSection),
+    "fggp": Component(FGGPPruner, check_fggp, schema=FGGPSection),
 }
 
 

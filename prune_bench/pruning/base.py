@@ -71,5 +71,12 @@ class Pruner:
         raise NotImplementedError(f"pruner '{self.name}' does not change shapes")
 
 
+@dataclass
+class NoPrunerSection:
+    """conf/pruner/none.yaml: only its name."""
+
+    name: str
+
+
 class NoPruner(Pruner):
     name = "none"

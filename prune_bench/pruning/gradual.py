@@ -22,6 +22,7 @@ and the first conv in N_tot; this runner does not.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -203,7 +204,28 @@ class FGGPPruner(GradualPruner):
         return fggp_masks(weights, self._grads, self.masks.masks, n_prune, rate)
 
 
-# ---- config checks
+# ---- config sections (keys and types; conf/pruner/{gmp,fggp}.yaml hold the values) and checks
+
+
+@dataclass
+class GMPSection:
+    name: str
+    sparsity: float
+    init_sparsity: float
+    t_start: int | float  # int: a step count; float: a fraction of the run's steps
+    t_end: int | float
+    interval: int | None
+    events: int | None
+    layers: list[str]
+    skip_first_conv: bool
+    skip_last_linear: bool
+
+
+@dataclass
+class FGGPSection(GMPSection):
+    rate: float
+    rate_schedule: str
+    rate_final: float
 
 
 def _is_time(value) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -155,5 +156,21 @@ def _validate(cfg) -> list[str]:
     return problems
 
 
-MAGNITUDE = Component(_build, _validate)
+@dataclass
+class MagnitudeSection:
+    """Keys and types of conf/pruner/magnitude.yaml (which holds the values)."""
+
+    name: str
+    sparsity: float
+    sparsity_levels: list[float]
+    scope: str
+    ties: str
+    layers: list[str]
+    skip_first_conv: bool
+    skip_last_linear: bool
+    finetune_epochs: int
+    finetune_lr_factor: float
+
+
+MAGNITUDE = Component(_build, _validate, schema=MagnitudeSection)
 

@@ -1,0 +1,227 @@
+"""The CLI's failures as a user meets them: one line `prune-bench: error: <key>: ...`, exit
+status 2, no traceback, and nothing left behind that the failed command created. (Texts that
+the CLI prints as they are raised are checked in-process where a subprocess adds nothing.)"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli import tiny
+from test_data import data_cfg
+
+from conftest import make_config, run_cli
+from prune_bench.config import validate
+from prune_bench.data import load_arrays
+from prune_bench.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The error lines of a failed command (asserting exit 2, no traceback, nothing else on stderr)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert lines and all(line.startswith("prune-bench: error: ") for line in lines), result.stderr
+    return [line.removeprefix("prune-bench: error: ") for line in lines]
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a failed command."""
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def everything_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- typed config (8)
+
+
+@pytest.mark.parametrize("extra, messages", [
+    (["data.augment=no", "optimizer.nesterov=maybe", "+trainer.epoch=3"],  # found by the schema
+     ["data.augment: must be true or false, got 'no'", "optimizer.nesterov: must be true or false, got 'maybe'",
+      "trainer.epoch: unknown key; did you mean trainer.epochs?"]),
+    (["foo=bar", "optimizer.lrr=0.1", "optimzer=adam"],  # found by Hydra, named by us
+     ["foo: unknown key; the top level has data, logger, model, name, optimizer, paths, pruner, scheduler, seed, trainer",
+      "optimizer.lrr: unknown key; did you mean optimizer.lr?", "optimzer: unknown key; did you mean optimizer?"]),
+], ids=["types and added keys", "mistyped keys"])
+def test_config_mistakes_are_one_line_each_and_nothing_runs(tmp_path, extra, messages):
+    assert error_lines(run_cli(tiny(tmp_path, *extra), cwd=tmp_path)) == messages
+    assert everything_under(tmp_path / "runs") == []
+
+
+# ----------------------------------------------------------------------------- nothing left behind (10)
+
+
+def test_a_bad_model_option_leaves_no_run_folder(tmp_path):
+    line = error_line(run_cli(tiny(tmp_path, "model.shortcut=C"), cwd=tmp_path))
+    assert line == "model.shortcut: 'C' is not allowed; use A or B"
+    assert everything_under(tmp_path / "runs") == []
+
+
+def test_a_pruner_that_fails_to_start_leaves_nothing_behind(tmp_path):
+    # t_start = the whole run (2 steps) comes after t_end = step 1: found when the pruner starts,
+    # i.e. after the run folder was made. What was there before stays (see also test_workspace.py).
+    (tmp_path / "runs" / "earlier").mkdir(parents=True)
+    result = run_cli(tiny(tmp_path, "pruner=gmp", "pruner.t_start=1.0", "pruner.t_end=1"), cwd=tmp_path)
+    assert error_line(result).startswith("pruner.t_start: step 2 comes after pruner.t_end (step 1)")
+    assert everything_under(tmp_path / "runs") == ["earlier"]
+
+
+# ----------------------------------------------------------------------------- unwritable folders (11)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A folder holding one finished tiny run (runs/) and the arguments that made it."""
+    folder = tmp_path_factory.mktemp("finished")
+    args = tiny(folder)
+    result = run_cli(args, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, args
+
+
+def test_a_runs_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    line = error_line(run_cli(tiny(tmp_path, f"paths.runs_dir={tmp_path / 'file' / 'runs'}"), cwd=tmp_path))
+    assert line.startswith(f"paths.runs_dir: cannot write in {tmp_path / 'file' / 'runs'}")
+
+
+def test_a_results_folder_that_cannot_be_made_is_one_line(tmp_path, finished):
+    folder, _ = finished
+    (tmp_path / "file").write_text("not a folder")
+    result = run_cli(["table", "baselines", "--runs-dir", str(folder / "runs"),
+                      "--results-dir", str(tmp_path / "file" / "results")], cwd=tmp_path)
+    assert error_line(result).startswith(f"--results-dir: cannot write {tmp_path / 'file' / 'results'}")
+
+
+# Root ignores permission bits. As root, the command runs with the capabilities that bypass
+# them dropped from its bounding set (util-linux setpriv), so a 0555 folder is read-only for it
+# as for any user; as another user, it runs as it is.
+NO_ROOT_POWERS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def without_root_powers(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`prune-bench ARGS`, subject to permission bits even when run by root."""
+    prefix = NO_ROOT_POWERS if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, sys.executable, "-m", "prune_bench.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _read_only_is_enforced(tmp_path: Path) -> bool:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    probe.chmod(0o555)
+    prefix = NO_ROOT_POWERS if os.geteuid() == 0 else []
+    try:
+        result = subprocess.run([*prefix, "touch", str(probe / "x")], capture_output=True)
+    except FileNotFoundError:  # no setpriv
+        return False
+    finally:
+        probe.chmod(0o755)
+    return result.returncode != 0
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Makes a folder and everything in it read-only (like a read-only mount) for the test."""
+    if not _read_only_is_enforced(tmp_path):
+        pytest.skip("root without setpriv (or without CAP_SETPCAP): permission bits cannot be enforced")
+    changed = []
+
+    def make(folder: Path):
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            changed.append(path)
+
+    yield make
+    for path in changed:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_finished_run_in_a_read_only_runs_folder_is_reported(finished, read_only):
+    folder, args = finished
+    read_only(folder / "runs")
+    result = without_root_powers(args, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "already done: finished" in result.stdout
+
+
+def test_a_new_run_in_a_read_only_runs_folder_is_one_line(finished, read_only):
+    folder, args = finished
+    read_only(folder / "runs")
+    line = error_line(without_root_powers([*args, "seed=7"], cwd=folder))
+    assert line.startswith(f"paths.runs_dir: cannot write in {folder / 'runs'}")
+    assert "Permission denied" in line
+
+
+def test_a_sweep_in_a_read_only_runs_folder_is_one_line(finished, read_only):
+    # Hydra writes the sweep's multirun.yaml under the runs folder before any job runs
+    folder, args = finished
+    read_only(folder / "runs")
+    line = error_line(without_root_powers(["run", "-m", *args[1:], "seed=1,2"], cwd=folder))
+    assert line == (f"paths.runs_dir: cannot write in {folder / 'runs' / '.multirun'} (Permission denied); "
+                    "set paths.runs_dir to a writable folder")
+
+
+def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
+    folder, _ = finished
+    (tmp_path / "results").mkdir()
+    read_only(tmp_path / "results")
+    result = without_root_powers(["table", "baselines", "--runs-dir", str(folder / "runs"),
+                                  "--results-dir", str(tmp_path / "results")], cwd=tmp_path)
+    line = error_line(result)
+    assert line.startswith(f"--results-dir: cannot write {tmp_path / 'results'}") and "Permission denied" in line
+
+
+# ----------------------------------------------------------------------------- error texts (12)
+
+
+def test_a_file_that_is_no_archive_is_named_whole(tmp_path):
+    with pytest.raises(DataError) as caught:
+        load_arrays(data_cfg(tmp_path, path="/etc/passwd"))
+    assert str(caught.value) == ("data.path: /etc/passwd is not a readable tarball or folder "
+                                 "(not a tar file, plain or compressed with gzip, bzip2 or xz)")
+
+
+def test_plot_of_an_unknown_table_says_plot(tmp_path):
+    (tmp_path / "runs").mkdir()
+    line = error_line(run_cli(["plot", "nonexistent", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path))
+    assert line.startswith("plot: unknown table 'nonexistent'; allowed: ")
+
+
+def test_sampling_rate_range_says_what_is_allowed():
+    for rate in (0, 1.5, -0.1):
+        with pytest.raises(ConfigError, match=rf"^optimizer.sampling_rate: must be in \(0, 1\], got {rate}$"):
+            validate(make_config(["optimizer=sga", f"optimizer.sampling_rate={rate}"]))
+
+
+def jpeg_data_path_error(monkeypatch, folder: Path) -> str:
+    """The error of data=cifar10_jpeg's default path, started from `folder`."""
+    monkeypatch.chdir(folder)
+    with pytest.raises(DataError) as caught:
+        load_arrays(make_config(["data=cifar10_jpeg", f"paths.data_root={folder}"]).data)
+    return str(caught.value)
+
+
+def test_an_empty_data_variable_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_BENCH_CIFAR10_JPEG", "")
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        "data.path: empty (from $PRUNE_BENCH_CIFAR10_JPEG, which is set but empty); "
+        "set it to the data's path, or unset it for the default")
+
+
+def test_a_relative_data_path_names_the_folder_it_was_resolved_against(tmp_path, monkeypatch):
+    monkeypatch.delenv("PRUNE_BENCH_CIFAR10_JPEG", raising=False)
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        f"data.path: ../shared/data/cifar10-jpeg.tar.gz does not exist (relative to the current folder {tmp_path}; "
+        "the default of $PRUNE_BENCH_CIFAR10_JPEG); set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
+    monkeypatch.setenv("PRUNE_BENCH_CIFAR10_JPEG", "/nowhere/cifar.tar.gz")
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        "data.path: /nowhere/cifar.tar.gz does not exist (from $PRUNE_BENCH_CIFAR10_JPEG); "
+        "set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
