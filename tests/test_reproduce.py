@@ -10,6 +10,7 @@ import pytest
 
 from conftest import run_cli
 from prune_bench import plan, reproduce
+from prune_bench.cli import main
 from prune_bench.errors import ConfigError
 from prune_bench.experiment import run
 from prune_bench.status import inspect_run
@@ -137,15 +138,16 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert resumed["timing"]["resumed_after_epoch"] == 1 and fresh["timing"]["resumed_after_epoch"] is None
 
 
-def test_failed_and_diverged_cells_are_named_and_the_others_finish(tmp_path):
+def test_failed_and_diverged_cells_are_named_and_the_others_finish(tmp_path, capsys):
     """One cell's checkpoint is corrupt (it raises), one diverges (lr 1e30), one is fine."""
     sweep = ["model=resnet20", "optimizer.lr=0.05,1e30,0.02"]
     fine, diverging, broken = _planned(tmp_path, *sweep)
     broken.status.run_dir.mkdir(parents=True)
     (broken.status.run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    result = run_cli(["reproduce", "smoke", "--seeds", "1", *tiny(tmp_path, *sweep)], cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
-    errors = result.stderr.splitlines()
+    with pytest.raises(SystemExit) as exit_status:  # the command, in this process
+        main(["reproduce", "smoke", "--seeds", "1", *tiny(tmp_path, *sweep)])
+    assert exit_status.value.code == 1
+    errors = capsys.readouterr().err.splitlines()
     assert errors[0] == "prune-bench: error: 2 runs did not finish:"
     assert any(broken.status.name in line and "(failed: CheckpointError: checkpoint" in line for line in errors)
     assert any(diverging.status.name in line and "(diverged: non-finite loss at step" in line for line in errors)

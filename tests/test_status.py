@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import make_config, run_cli
+from prune_bench import plan
 from prune_bench import progress as progress_module
 from prune_bench.experiment import run
 from prune_bench.progress import Monitor
@@ -44,18 +45,22 @@ def test_each_state_from_real_runs(tmp_path, tiny_overrides, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run(make_config([*tiny_overrides, *lines, "seed=3"]), log=quiet)  # interrupted in epoch 2
     monkeypatch.undo()
-    failing = make_config([*tiny_overrides, "seed=4"])
     runs = tmp_path / "runs"
-    before = {p.name for p in runs.iterdir()}
+    # a failure before the first checkpoint takes its folder back (workspace.py): nothing is left
+    failing = make_config([*tiny_overrides, "seed=4"])
+    (planned,) = plan.plan_jobs([([], failing)])
+    failing_dir = planned.status.run_dir
     _interrupt_in_epoch(monkeypatch, 0)
     with pytest.raises(KeyboardInterrupt):
-        run(failing, log=quiet)  # stopped before its first checkpoint
+        run(failing, log=quiet)
     monkeypatch.undo()
-    (failing_dir,) = [p for p in runs.iterdir() if p.name not in before]
-    assert inspect_run(failing_dir).detail == "stopped before its first checkpoint"
+    assert not failing_dir.exists()
+    # a corrupt checkpoint fails the run and is kept, so failed.json stays beside it
+    failing_dir.mkdir()
     (failing_dir / "checkpoint.pt").write_bytes(b"junk")
     with pytest.raises(Exception, match="cannot be read"):
-        run(failing, log=quiet)  # failed: its reason stays in failed.json
+        run(failing, log=quiet)
+    assert (failing_dir / "failed.json").is_file()
 
     states = {s.name: s for s in scan(runs)}
     assert sorted(s.state for s in states.values()) == ["diverged", "failed", "finished", "interrupted"]
