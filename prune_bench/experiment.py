@@ -93,6 +93,7 @@ def _run_locked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_
     started = time.perf_counter()
     runtime = Runtime.from_config(cfg.trainer, device)
     pruner = build_pruner(cfg.pruner)
+    pruner.plan(steps_per_epoch(data.n_train, cfg.trainer.batch_size) * cfg.trainer.epochs)
     created.folder(run_dir)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # progress.json for `prune-bench status`, progress lines, metric loggers (progress.py, loggers.py)

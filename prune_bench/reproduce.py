@@ -172,7 +172,11 @@ def _write_results(table: str, cfg, log) -> None:
 
     runs_dir = Path(str(cfg.paths.runs_dir)).expanduser()
     results_dir = Path(str(cfg.paths.results_dir)).expanduser()
-    _, path, text = write_table(table, runs_dir, results_dir)
+    try:  # with no finished run to table (all failed), say so and go on to name the failures
+        _, path, text = write_table(table, runs_dir, results_dir)
+    except PruneBenchError as error:
+        log(f"no table: {error}")
+        return
     log(text)
     log(f"wrote {path}")
     if load_table_spec(table).get("plot"):

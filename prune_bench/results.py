@@ -4,42 +4,59 @@ A table is described by conf/table/<name>.yaml:
 
     title: ...                 # one line
     note: ...                  # printed under the table (recipe, what is not comparable)
-    where: {config.pruner.name: magnitude}      # keep records whose dotted keys match
+    where: {config.pruner.name: magnitude}      # keep records whose dotted keys match (a value or a list)
     rows: {model: config.model.name}            # cell keys: column -> dotted record key
-    columns: {acc: metrics.test_acc}            # measured values, mean ± std over a cell's runs
+    columns: {acc: metrics.test_acc}            # measured values, mean ± std over a cell's samples
                                                 # (or {key: sparsity.all, scale: 100}: times 100)
-    unique: [config.seed]      # optional: a cell's records that agree on these keys are one
-                               # sample (merged column by column), e.g. runs sharing one training
+    merged: [pruner.sparsity]  # optional: config keys in which the runs of one sample may differ
+                               # by design (runs sharing one training), merged column by column
+    paper:                     # the paper's own setting (required with `published`):
+      match: {data.label: cifar10-official, config.trainer.epochs: 160, ...}  # all must hold
+      any: [{config.pruner.name: fggp, ...}, {config.pruner.name: gmp}]     # optional: one must hold
     published: {columns: [acc]}                 # compare with results/published/<name>.csv
-    compare: {key: method, values: [fggp, gmp], columns: [acc]}   # optional, see below
+    compare: {key: method, values: [fggp, gmp, magfirst], columns: [acc]}   # optional, see below
     plot: {kind: lines, x: {acc_p0: 0, ...}, xlabel: ..., ylabel: ...}   # or kind: scatter, x: col, y: col
 
-Every table also keys cells by `data` (dataset, format, subset) and `epochs`, so runs on the
-JPEG copy, on subsets or at reduced budgets are never averaged with full official-format runs.
-Published rows join on the `rows` keys only and appear even before any run exists. The join
-compares keys as text: a key a record lacks (None) meets an empty CSV cell, and 1 meets 1.0.
+What shares a cell (prune_bench/cells.py): the samples of one semantic config (the config minus
+execution details, config.semantic_config) that differ in the seed alone. Records that differ in
+another key go to separate rows whose `variant` column names the differing keys; a duplicate
+(same config and seed) counts once, with a warning naming both record files. Every table also
+keys cells by `data` (dataset, format, subsets) and `epochs`.
+
+How a table knows the paper's setting: its `paper:` section names the data, budget, models,
+optimizers, pruners and hyperparameters of the paper's (or, where the paper's is not readable,
+our documented) recipe as dotted record keys. Rows in it have setting "paper" and are the only
+rows joined with the published numbers; every other row (synthetic data, subsets, fewer epochs,
+other optimizers or rates) has setting "other: <what differs>", no published value and no
+difference, and is printed in a separate "Other runs" section. Published rows join on the `rows`
+keys and appear even before any run exists. The join compares keys as text: a key a record
+lacks (None) meets an empty CSV cell, and 1 meets 1.0.
 
 `compare` puts the cells that differ only in one row key (`key`, e.g. the pruner) side by side:
 every value column gets one copy per listed value (`acc_fggp`, `acc_std_fggp`, `n_fggp`, ...)
 and each column in `compare.columns` gets the difference of the first value and each other one
-(`acc_fggp_minus_gmp`, a difference of means). Published rows carry the key too.
+(`acc_fggp_minus_gmp`, `acc_fggp_minus_magfirst`: differences of means). Published rows carry
+the key too.
+
+`table` with no finished run matching `where` is an error (one line), as `plot` is.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
+from .cells import PAPER, lookup, matches, table_samples
 from .errors import ConfigError
 from .fileio import atomic_write_bytes, atomic_write_text
 from .paths import conf_dir, published_dir
 
 IMPLICIT_KEYS = {"data": "data.label", "epochs": "config.trainer.epochs"}
+SAMPLE_KEYS = ["variant", "setting"]  # cells.Sample: what sets a row apart beyond the cell keys
 
 
 def table_names() -> list[str]:
@@ -54,6 +71,8 @@ def load_table_spec(name: str):
     for key in ("title", "rows", "columns"):
         if key not in spec:
             raise ConfigError(f"table: {path} has no '{key}'")
+    if spec.get("published") and not spec.get("paper"):
+        raise ConfigError(f"table: {path} compares with published numbers but declares no paper setting ('paper:')")
     return spec
 
 
@@ -62,28 +81,17 @@ def collect_records(runs_dir: Path) -> list[dict]:
     records = []
     for path in sorted(Path(runs_dir).glob("**/record.json")):
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
+            record["_path"] = str(path)  # named in warnings about duplicates
+            records.append(record)
         except (OSError, json.JSONDecodeError) as error:
             print(f"warning: skipping unreadable {path} ({error})")
     return records
 
 
-def lookup(record: dict, dotted: str):
-    value = record
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def _matches(record: dict, where: dict) -> bool:
-    for key, wanted in where.items():
-        value = lookup(record, key)
-        allowed = wanted if isinstance(wanted, list) else [wanted]
-        if value not in allowed:
-            return False
-    return True
+def matching_records(spec: dict, records: list[dict]) -> list[dict]:
+    """The finished records the table is about (its `where`)."""
+    return [r for r in records if r.get("status") == "finished" and matches(r, spec.get("where", {}))]
 
 
 def column_value(record: dict, source):
@@ -105,21 +113,24 @@ def key_text(value) -> str:
     return str(value)
 
 
-def records_frame(spec: dict, records: list[dict]) -> pd.DataFrame:
-    """One row per finished record that matches the table: cell keys and measured values."""
+def records_frame(spec: dict, records: list[dict], name: str = "table") -> pd.DataFrame:
+    """One row per sample (cells.table_samples) of the finished records that match the table:
+    cell keys, variant, setting and measured values (merged records: the first non-empty)."""
+    cell_keys = {**IMPLICIT_KEYS, **spec["rows"]}
+
+    def cell_of(record: dict) -> tuple:
+        return tuple(key_text(lookup(record, key)) for key in cell_keys.values())
+
     rows = []
-    for record in records:
-        if record.get("status") != "finished" or not _matches(record, spec.get("where", {})):
-            continue
-        row = {name: lookup(record, key) for name, key in {**IMPLICIT_KEYS, **spec["rows"]}.items()}
-        row.update({name: column_value(record, source) for name, source in spec["columns"].items()})
-        row.update({f"unique:{key}": lookup(record, key) for key in spec.get("unique", [])})
+    for sample in table_samples(spec, matching_records(spec, records), cell_of, name):
+        first = sample.records[0]
+        row = {column: lookup(first, key) for column, key in cell_keys.items()}
+        row.update(variant=sample.variant, setting=sample.setting)
+        for column, source in spec["columns"].items():
+            values = [column_value(record, source) for record in sample.records]
+            row[column] = next((v for v in values if v is not None), None)
         rows.append(row)
-    unique = [f"unique:{key}" for key in spec.get("unique", [])]
-    frame = pd.DataFrame(rows, columns=[*IMPLICIT_KEYS, *spec["rows"], *spec["columns"], *unique])
-    if unique:  # one sample per unique key: the first non-empty value of each column
-        frame = frame.groupby([*IMPLICIT_KEYS, *spec["rows"], *unique], dropna=False, sort=False).first().reset_index()
-    return frame.drop(columns=unique)
+    return pd.DataFrame(rows, columns=[*cell_keys, *SAMPLE_KEYS, *spec["columns"]])
 
 
 def load_published(name: str, spec: dict) -> pd.DataFrame | None:
@@ -136,11 +147,12 @@ def load_published(name: str, spec: dict) -> pd.DataFrame | None:
 
 
 def build_table(name: str, spec: dict, records: list[dict]) -> pd.DataFrame:
-    """Cells (row keys + data + epochs) with mean, std and n of every measured column, and the
-    published value and the difference (ours - published) beside the compared columns."""
-    keys = [*IMPLICIT_KEYS, *spec["rows"]]
+    """Cells (row keys + data + epochs, variant, setting) with mean, std and n of every measured
+    column; rows in the paper's setting get the published value and the difference (ours -
+    published) beside the compared columns, other rows neither."""
+    keys = [*IMPLICIT_KEYS, *spec["rows"], *SAMPLE_KEYS]
     measured = list(spec["columns"])
-    frame = records_frame(spec, records)
+    frame = records_frame(spec, records, name)
     for column in measured:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     grouped = frame.groupby(keys, dropna=False, sort=False)
@@ -149,32 +161,41 @@ def build_table(name: str, spec: dict, records: list[dict]) -> pd.DataFrame:
     table = pd.concat([table, stds], axis=1)
     table["n"] = grouped.size()
     table = table.reset_index()
+    for key in spec["rows"]:  # join and sort on text: "resnet56" in a CSV must meet "resnet56" in a record
+        table[key] = table[key].map(key_text)
     published = load_published(name, spec)
     compared = list(spec.get("published", {}).get("columns", []))
     if published is not None:
         row_keys = list(spec["rows"])
         paper = published[[*row_keys, *compared, "source"]].rename(columns={c: f"{c}_paper" for c in compared})
-        for key in row_keys:  # join on text: "resnet56" in a CSV must meet "resnet56" in a record
+        for key in row_keys:
             paper[key] = paper[key].map(key_text)
-            table[key] = table[key].map(key_text)
-        table = table.merge(paper, on=row_keys, how="outer")
+        in_paper = table["setting"] == PAPER
+        joined = table[in_paper].merge(paper, on=row_keys, how="outer")
+        joined["setting"] = PAPER
+        joined["variant"] = joined["variant"].fillna("")
+        table = pd.concat([joined, table[~in_paper]], ignore_index=True)  # others: no paper value
         for column in compared:
             table[f"{column}_diff"] = table[column] - table[f"{column}_paper"]
         table["n"] = table["n"].fillna(0).astype(int)
-    order = [*keys]
+    order = [*IMPLICIT_KEYS, *spec["rows"], *SAMPLE_KEYS]
     for column in measured:
         order += [column, f"{column}_std"]
         if column in compared:
             order += [f"{column}_paper", f"{column}_diff"]
     order += ["n"] + (["source"] if published is not None else [])
-    table = table[order]
-    sort_keys = [k for k in spec.get("sort", list(spec["rows"]))]
-    table = table.sort_values(sort_keys, kind="stable", key=_natural_key).reset_index(drop=True)
+    table = _sorted(table[order], spec)
     if spec.get("compare"):
-        table = side_by_side(table, spec)
-        sort_keys = [k for k in sort_keys if k != spec["compare"]["key"]]
-        table = table.sort_values(sort_keys, kind="stable", key=_natural_key).reset_index(drop=True)
+        table = _sorted(side_by_side(table, spec), spec, drop=spec["compare"]["key"])
     return table
+
+
+def _sorted(table: pd.DataFrame, spec: dict, drop: str | None = None) -> pd.DataFrame:
+    """By the table's sort keys (natural order), the paper's setting first, then the others."""
+    sort_keys = [k for k in spec.get("sort", list(spec["rows"])) if k != drop] + ["variant"]
+    table = table.sort_values(sort_keys, kind="stable", key=_natural_key)
+    table = table.sort_values("setting", kind="stable", key=lambda s: s.map(lambda v: v not in (PAPER, "")))
+    return table.reset_index(drop=True)
 
 
 def side_by_side(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
@@ -185,7 +206,7 @@ def side_by_side(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     if key not in spec["rows"] or len(values) < 2:
         raise ConfigError(f"table: compare needs a key among the rows ({', '.join(spec['rows'])}) "
                           f"and at least two values; got key {key!r}, values {values}")
-    keys = [k for k in (*IMPLICIT_KEYS, *spec["rows"]) if k != key]
+    keys = [k for k in (*IMPLICIT_KEYS, *spec["rows"], *SAMPLE_KEYS) if k != key]
     per_value = [c for c in table.columns if c not in keys and c != key]
     merged = None
     for value in values:
@@ -236,21 +257,44 @@ def _cell(mean, std) -> str:
     return cell
 
 
+OTHER_RUNS = "Other runs, not in the paper's setting (no published numbers, no differences):"
+
+
 def to_markdown(table: pd.DataFrame, spec: dict) -> str:
-    """A readable rendering: mean ± std (n), published, difference."""
-    if spec.get("compare"):
-        return _compare_markdown(table, spec)
+    """A readable rendering: mean ± std (n), published, difference; the runs outside the paper's
+    setting in a section of their own, without published numbers."""
+    in_paper = table["setting"].isin([PAPER, ""])
+    section = _compare_section if spec.get("compare") else _section
+    text = section(table[in_paper], spec, paper=True)
+    if not in_paper.all():
+        text += f"\n\n{OTHER_RUNS}\n\n" + section(table[~in_paper], spec, paper=False)
+    return text
+
+
+def _lead(part: pd.DataFrame, keys: list[str], paper: bool) -> tuple[list[str], list]:
+    """Headers and per-row cell functions for the keys, the variant (if any row has one) and,
+    outside the paper's setting, what differs from it."""
+    columns = ([] if paper else ["setting"]) + keys + (["variant"] if (part["variant"] != "").any() else [])
+    headers = ["differs from the paper's setting" if c == "setting" else c for c in columns]
+
+    def cells(row) -> list[str]:
+        return [str(row[c]).removeprefix("other: ") if c == "setting" else _fmt(row[c], key=True) for c in columns]
+
+    return headers, cells
+
+
+def _section(part: pd.DataFrame, spec: dict, paper: bool) -> str:
     keys = [*IMPLICIT_KEYS, *spec["rows"]]
-    compared = set(spec.get("published", {}).get("columns", []))
-    headers = list(keys)
+    compared = set(spec.get("published", {}).get("columns", [])) if paper else set()
+    headers, lead = _lead(part, keys, paper)
     for column in spec["columns"]:
         headers.append(column)
         if column in compared:
             headers += [f"{column} (paper)", f"{column} (diff)"]
     headers.append("n")
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for _, row in table.iterrows():
-        cells = [_fmt(row[k], key=True) for k in keys]
+    for _, row in part.iterrows():
+        cells = lead(row)
         for column in spec["columns"]:
             cells.append(_cell(row[column], row[f"{column}_std"]))
             if column in compared:
@@ -260,15 +304,15 @@ def to_markdown(table: pd.DataFrame, spec: dict) -> str:
     return "\n".join(lines)
 
 
-def _compare_markdown(table: pd.DataFrame, spec: dict) -> str:
+def _compare_section(part: pd.DataFrame, spec: dict, paper: bool) -> str:
     """Side-by-side rendering: per compared value its columns (mean ± std, paper) and n, then
     the differences."""
     compare = spec["compare"]
     values = [str(v) for v in compare["values"]]
     keys = [k for k in (*IMPLICIT_KEYS, *spec["rows"]) if k != compare["key"]]
-    published = set(spec.get("published", {}).get("columns", []))
+    published = set(spec.get("published", {}).get("columns", [])) if paper else set()
     diffs = [(c, other) for c in compare.get("columns", list(spec["columns"])) for other in values[1:]]
-    headers = list(keys)
+    headers, lead = _lead(part, keys, paper)
     for value in values:
         for column in spec["columns"]:
             headers.append(f"{column} {value}")
@@ -277,8 +321,8 @@ def _compare_markdown(table: pd.DataFrame, spec: dict) -> str:
         headers.append(f"n {value}")
     headers += [f"{column} {values[0]} − {other}" for column, other in diffs]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for _, row in table.iterrows():
-        cells = [_fmt(row[k], key=True) for k in keys]
+    for _, row in part.iterrows():
+        cells = lead(row)
         for value in values:
             for column in spec["columns"]:
                 cells.append(_cell(row[f"{column}_{value}"], row[f"{column}_std_{value}"]))
@@ -290,9 +334,16 @@ def _compare_markdown(table: pd.DataFrame, spec: dict) -> str:
     return "\n".join(lines)
 
 
+def _table_of_runs(command: str, name: str, spec: dict, runs_dir: Path) -> pd.DataFrame:
+    records = collect_records(runs_dir)
+    if not matching_records(spec, records):
+        raise ConfigError(f"{command}: no finished runs under {runs_dir} match table '{name}'")
+    return build_table(name, spec, records)
+
+
 def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFrame, Path, str]:
     spec = load_table_spec(name)
-    table = build_table(name, spec, collect_records(runs_dir))
+    table = _table_of_runs("table", name, spec, runs_dir)
     out = Path(results_dir) / f"{name}.csv"
     atomic_write_text(out, table.to_csv(index=False, float_format="%.4f"))
     text = f"## {spec['title']}\n\n{to_markdown(table, spec)}\n"
@@ -306,48 +357,13 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
 
 
 def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
-    """A PNG of the table: `lines` draws one curve per cell over the columns named in plot.x;
-    `scatter` draws plot.y against plot.x (both measured columns), one point per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A PNG of the table (prune_bench/plots.py): our cells, and the published numbers beside them."""
+    from .plots import draw
 
     spec = load_table_spec(name)
-    plot = spec.get("plot")
-    if not plot:
+    if not spec.get("plot"):
         raise ConfigError(f"plot: table '{name}' has no plot section")
-    table = build_table(name, spec, collect_records(runs_dir))
-    table = table[table["n"] > 0]
-    if table.empty:
-        raise ConfigError(f"plot: no finished runs under {runs_dir} match table '{name}'")
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for _, row in table.iterrows():
-        label = " / ".join(_fmt(row[k], key=True) for k in spec["rows"])
-        label += f" ({row['data']}, {_fmt(row['epochs'], key=True)} epochs)"
-        if plot.get("kind", "lines") == "lines":
-            xs = [x for column, x in plot["x"].items() if not _isnan(row[column])]
-            ys = [row[c] for c in plot["x"] if not _isnan(row[c])]
-            errors = [0 if _isnan(row[f"{c}_std"]) else row[f"{c}_std"] for c in plot["x"] if not _isnan(row[c])]
-            axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
-        else:
-            axes.errorbar(row[plot["x"]], row[plot["y"]], yerr=0 if _isnan(row[f"{plot['y']}_std"]) else row[f"{plot['y']}_std"],
-                          marker="o", capsize=3, linestyle="none", label=label)
-    axes.set_xlabel(plot.get("xlabel", ""))
-    axes.set_ylabel(plot.get("ylabel", ""))
-    axes.set_title(textwrap.fill(spec["title"], 80), fontsize=9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
+    table = _table_of_runs("plot", name, spec, runs_dir)
     out = Path(results_dir) / f"{name}.png"
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    atomic_write_bytes(out, buffer.getvalue())
+    atomic_write_bytes(out, draw(spec, table, name))
     return out
-
-
-def _isnan(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from prune_bench.data import DeviceData, synthetic_arrays, train_batches
 from prune_bench.models import build_model
 from prune_bench.optim import GRDA
-from prune_bench.pruning import NoPruner, TrainContext, build_pruner, fggp_masks, gmp_masks
+from prune_bench.pruning import (
+    NoPruner,
+    TrainContext,
+    build_pruner,
+    fggp_masks,
+    gmp_masks,
+    magfirst_masks,
+)
 from prune_bench.train import Runtime, train_step
 
 BENCHMARKS: dict[str, Callable] = {}
@@ -151,8 +158,8 @@ def _gradual_pruner(name: str, model, optimizer, device: torch.device, sparsity:
 
     cfg = OmegaConf.create({
         "name": name, "sparsity": sparsity, "init_sparsity": sparsity, "t_start": 0, "t_end": 10**9,
-        "interval": 10**9, "events": None, "layers": ["conv", "linear"], "skip_first_conv": True,
-        "skip_last_linear": False, "rate": 0.5, "rate_schedule": "fixed", "rate_final": 0.005,
+        "interval": None, "events": 1, "layers": ["conv", "linear"], "skip_first_conv": True,
+        "skip_last_linear": False, "scope": "global", "rate": 0.5, "rate_schedule": "fixed", "rate_final": 0.005,
     })
     pruner = build_pruner(cfg)
     pruner.start(TrainContext(model, optimizer, None, 1, 10**9, 0, device))
@@ -161,8 +168,8 @@ def _gradual_pruner(name: str, model, optimizer, device: torch.device, sparsity:
 
 @benchmark
 def bench_gradual(args) -> None:
-    """GMP/FGGP: a training step with the mask set active (90% sparse) against no pruner, and
-    the cost of one pruning event (50% -> 60% sparsity) in training steps."""
+    """GMP/FGGP/magfirst: a training step with the mask set active (90% sparse) against no
+    pruner, and the cost of one pruning event (50% -> 60% sparsity) in training steps."""
     device, runtime = args.device, runtime_for(args.device)
     data, model = data_and_model(args)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -183,32 +190,37 @@ def bench_gradual(args) -> None:
             times.append(seconds_per_call(step, device, args.steps, warmup=1, repeats=1))
     dense_s, masked_s = (statistics.median(times) for times in blocks.values())
 
-    # One event from a 50%-sparse state to 60%: the selection over all prunable weights, the new
-    # masks, the fused multiplies on weights and optimizer state (FGGP also copies the gradient).
+    # One event from a 50%-sparse state to 60%: the copy of the pre-step weights (and, for FGGP and
+    # magfirst, of the gradient) that after_backward keeps at event steps, the selection over all
+    # prunable weights, the new masks, the fused multiplies on weights and optimizer state.
     pruner = _gradual_pruner("fggp", model, optimizer, device, 0.5)
     masks, params = pruner.masks, pruner.prunable
     before = {name: m.clone() for name, m in masks.masks.items()}
     n_prune = round(0.1 * masks.n_total())
     step_with(pruner)()  # fills .grad
 
-    def gmp_event():
-        masks.set_masks(gmp_masks({n: p.detach() for n, p in params.items()}, before, n_prune))
-        masks.apply_()
-        masks.zero_optimizer_state_(optimizer)
+    def event(select):
+        def run():
+            weights = {n: p.detach().clone() for n, p in params.items()}
+            masks.set_masks(select(weights, before))
+            masks.apply_()
+            masks.zero_optimizer_state_(optimizer)
+        return run
 
-    def fggp_event():
-        grads = {n: p.grad.detach().clone() for n, p in params.items()}
-        masks.set_masks(fggp_masks({n: p.detach() for n, p in params.items()}, grads, before, n_prune, 0.5))
-        masks.apply_()
-        masks.zero_optimizer_state_(optimizer)
+    def grads():
+        return {n: p.grad.detach().clone() for n, p in params.items()}
 
-    gmp_s = seconds_per_call(gmp_event, device, max(1, args.steps // 2))
-    fggp_s = seconds_per_call(fggp_event, device, max(1, args.steps // 2))
+    seconds = {
+        "GMP": event(lambda w, m: gmp_masks(w, m, n_prune)),
+        "FGGP": event(lambda w, m: fggp_masks(w, grads(), m, n_prune, 0.5)),
+        "magfirst": event(lambda w, m: magfirst_masks(w, grads(), m, n_prune, 0.5)),
+    }
+    seconds = {name: seconds_per_call(fn, device, max(1, args.steps // 2)) for name, fn in seconds.items()}
     n_total = masks.n_total()
+    events = ", ".join(f"{name} {1e3 * s:.1f} ms = {s / dense_s:.2f} steps" for name, s in seconds.items())
     print(f"gradual [{args.model}, batch {args.batch_size}, {device}, {n_total} prunable weights]: "
           f"step without pruner {1e3 * dense_s:.1f} ms, with masks (90% sparse) {1e3 * masked_s:.1f} ms; "
-          f"masked / plain = {masked_s / dense_s:.3f}. One event (prune {n_prune}): GMP {1e3 * gmp_s:.1f} ms "
-          f"= {gmp_s / dense_s:.2f} steps, FGGP {1e3 * fggp_s:.1f} ms = {fggp_s / dense_s:.2f} steps")
+          f"masked / plain = {masked_s / dense_s:.3f}. One event (prune {n_prune}): {events}")
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, calls: int,

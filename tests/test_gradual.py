@@ -20,7 +20,9 @@ from prune_bench.pruning import (
     erk_densities,
     erk_masks,
     fggp_masks,
+    gmp_layer_masks,
     gmp_masks,
+    magfirst_masks,
     select_prunable,
 )
 from prune_bench.pruning.masks import smallest_k
@@ -92,6 +94,19 @@ def test_gmp_prunes_the_smallest_alive_magnitudes_across_tensors():
     assert kept["b"].tolist() == [True, False, True]
 
 
+def test_gmp_layer_scope_prunes_the_smallest_magnitudes_within_each_layer():
+    weights = {"a": torch.tensor([[0.5, -0.1], [0.3, 0.0]]), "b": torch.tensor([-0.2, 0.05, 0.9])}
+    masks = {"a": torch.tensor([[True, True], [True, False]]), "b": torch.ones(3, dtype=torch.bool)}
+    kept = gmp_layer_masks(weights, masks, {"a": 2, "b": 1})
+    # a: alive .5 .1 .3 -> .1 and .3 go (a[1, 1] stays pruned); b: .2 .05 .9 -> .05 goes
+    assert kept["a"].tolist() == [[True, False], [False, False]]
+    assert kept["b"].tolist() == [True, False, True]
+    # globally, the 3 smallest alive |w| would be b[1] .05, a[0, 1] .1 and b[0] .2 instead
+    assert gmp_masks(weights, masks, 3)["b"].tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="n_prune"):
+        gmp_layer_masks(weights, masks, {"a": 4, "b": 0})  # a has 3 alive
+
+
 WEIGHTS = {"w1": torch.tensor([0.1, 0.2, 0.3, -0.4]), "w2": torch.tensor([0.5, 0.6, 0.7, 0.15, 0.05])}
 GRADS = {"w1": torch.tensor([0.9, -0.1, 0.8, 0.2]), "w2": torch.tensor([0.3, 0.7, -0.05, 0.6, 0.0])}
 MASKS = {"w1": torch.ones(4, dtype=torch.bool), "w2": torch.tensor([True, True, True, True, False])}
@@ -114,6 +129,59 @@ def test_fggp_with_fewer_candidates_than_n_prune_prunes_the_smallest_gradients()
     kept = fggp_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.125)  # floor(0.125 * 8) = 1 < 2
     assert kept["w1"].tolist() == [True, False, True, True]  # w1[1], |g| .1
     assert kept["w2"].tolist() == [True, True, False, True, False]  # w2[2], |g| .05
+
+
+def test_magfirst_takes_magnitude_candidates_then_spares_the_largest_gradients():
+    # The FGGP authors' annealed baseline (Prune_GradfromW_Add_Grad): the N_p + floor(r (N_alive - N_p))
+    # smallest-|w| alive weights are candidates; the floor(r (N_alive - N_p)) of them with the
+    # largest |g| are spared, so the N_p candidates with the smallest |g| are pruned.
+    kept = magfirst_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.5)
+    # 8 alive, 2 + floor(0.5 * 6) = 5 candidates by |w|: w1[0] .1, w2[3] .15, w1[1] .2, w1[2] .3,
+    # w1[3] .4 (w2[4] is already pruned). Their |g|: .9, .6, .1, .8, .2 -> spared .9, .8, .6;
+    # pruned w1[1] (.1) and w1[3] (.2).
+    assert kept["w1"].tolist() == [True, False, True, False]
+    assert kept["w2"].tolist() == [True, True, True, True, False]
+    # candidates: alive -> max(floor(0.5 * 8), 2) = 4 candidates by |w| (w1[0], w2[3], w1[1], w1[2]),
+    # |g| .9, .6, .1, .8 -> pruned w1[1] (.1) and w2[3] (.6)
+    alive = magfirst_masks(WEIGHTS, GRADS, MASKS, n_prune=2, rate=0.5, candidates="alive")
+    assert alive["w1"].tolist() == [True, False, True, True]
+    assert alive["w2"].tolist() == [True, True, True, False, False]
+
+
+def test_magnitude_first_gradient_first_and_gmp_differ_by_hand():
+    weights = {"w": torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])}
+    grads = {"w": torch.tensor([0.6, 0.5, 0.4, 0.3, 0.2, 0.1])}
+    masks = {"w": torch.ones(6, dtype=torch.bool)}
+    # GMP: the smallest |w|, index 0
+    assert gmp_masks(weights, masks, 1)["w"].tolist() == [False, True, True, True, True, True]
+    # FGGP: 3 candidates by smallest |g| (indices 3, 4, 5), the smallest |w| of them: index 3
+    assert fggp_masks(weights, grads, masks, 1, 0.5)["w"].tolist() == [True, True, True, False, True, True]
+    # magnitude first: 1 + floor(0.5 * 5) = 3 candidates by smallest |w| (0, 1, 2), the smallest |g| of them: 2
+    assert magfirst_masks(weights, grads, masks, 1, 0.5)["w"].tolist() == [True, True, False, True, True, True]
+
+
+def test_magfirst_invariants_on_random_tensors_and_a_vanishing_rate_equals_gmp():
+    generator = torch.Generator().manual_seed(1)
+    shapes = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
+    weights = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
+    grads = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
+    masks = {k: torch.rand(s, generator=generator) > 0.3 for k, s in shapes.items()}
+    flat = lambda d: torch.cat([d[k].reshape(-1) for k in shapes])  # noqa: E731
+    alive = flat(masks)
+    n_alive, n_prune = int(alive.sum()), 57
+    kept = flat(magfirst_masks(weights, grads, masks, n_prune, rate=0.5))
+    pruned = alive & ~kept
+    assert int(pruned.sum()) == n_prune and not (kept & ~alive).any()  # exactly N_p, nothing revives
+    n_candidates = n_prune + math.floor(0.5 * (n_alive - n_prune))
+    weight_scores = torch.where(alive, flat(weights).abs(), torch.tensor(math.inf))
+    candidates = weight_scores <= weight_scores.kthvalue(n_candidates).values
+    assert not (pruned & ~candidates).any()  # every pruned weight had a small |w|
+    spared = candidates & kept
+    assert int(spared.sum()) == n_candidates - n_prune
+    assert flat(grads).abs()[pruned].max() <= flat(grads).abs()[spared].min()  # the spared have the largest |g|
+    tiny_rate = magfirst_masks(weights, grads, masks, n_prune, rate=1e-9)  # no spare: plain GMP
+    for name in shapes:
+        assert torch.equal(tiny_rate[name], gmp_masks(weights, masks, n_prune)[name])
 
 
 def test_fggp_invariants_on_random_tensors_and_rate_one_equals_gmp():
@@ -203,7 +271,7 @@ def train_steps(model, optimizer, pruner, first, last, check=None):
             check(step, before)
 
 
-@pytest.mark.parametrize("name", ["gmp", "fggp"])
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
 def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
     torch.manual_seed(0)
     model = small_net()
@@ -228,6 +296,52 @@ def test_masked_weights_and_momentum_stay_zero_and_masks_never_revive(name):
         assert event["sparsity"] == pytest.approx(event["target"], abs=1 / pruner.n_total)
 
 
+@pytest.mark.parametrize("init_sparsity", [0.0, 0.3])
+def test_gmp_layer_scope_takes_every_layer_to_the_schedule_exactly(init_sparsity):
+    # Zhu & Gupta 2017 prune each layer to s_t: at every event each layer holds exactly
+    # floor(n_l * s_t,l) pruned weights, s_t,l the cubic schedule from the layer's own start.
+    validate(make_config(["pruner=gmp", "pruner.scope=layer"]))  # a plain override, no `+`
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("gmp", model, 60, scope="layer", sparsity=0.8, init_sparsity=init_sparsity,
+                                     interval=10, t_end=50)
+    sizes = {n: p.numel() for n, p in pruner.prunable.items()}
+    start = {n: sizes[n] - int(m.sum()) for n, m in pruner.masks.masks.items()}
+    pruned_at = {}
+
+    def check(step, before):
+        if step + 1 in pruner._event_set:
+            pruned_at[step + 1] = {n: sizes[n] - int(m.sum()) for n, m in pruner.masks.masks.items()}
+
+    train_steps(model, optimizer, pruner, 0, 60, check)
+    assert sorted(pruned_at) == [10, 20, 30, 40, 50]
+    for t, pruned in pruned_at.items():
+        for n in sizes:
+            s_layer = cubic_sparsity(t, start[n] / sizes[n], 0.8, 0, 50)
+            assert pruned[n] == max(start[n], math.floor(sizes[n] * s_layer)), (t, n)
+    per_layer = pruner.report()["per_layer"]
+    assert per_layer == {n: pytest.approx(math.floor(0.8 * sizes[n]) / sizes[n]) for n in sizes}
+    assert pruner.report()["scope"] == "layer"
+
+
+def test_gmp_layer_scope_refuses_an_erk_start_sparser_than_the_target_in_some_layer():
+    torch.manual_seed(0)
+    # ERK at 50% on small_net: the conv holds 22% of its weights, the linear 99%
+    with pytest.raises(ConfigError, match=r"pruner.scope: layer: 3.weight starts at sparsity 0.77\d* \(ERK\), above pruner.sparsity 0.7"):
+        start_pruner("gmp", small_net(), 60, scope="layer", sparsity=0.7, init_sparsity=0.5, interval=10)
+
+
+def test_gmp_global_scope_leaves_layers_uneven():
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner("gmp", model, 60, sparsity=0.8, interval=10, t_end=50)
+    train_steps(model, optimizer, pruner, 0, 60)
+    per_layer = pruner.report()["per_layer"]
+    sizes = {n: p.numel() for n, p in pruner.prunable.items()}
+    assert all(abs(per_layer[n] - math.floor(0.8 * sizes[n]) / sizes[n]) > 0.01 for n in sizes)  # ranked across layers
+    assert pruner.report()["achieved"] == pytest.approx(0.8, abs=1 / pruner.n_total)
+
+
 def test_fggp_cosine_rate_is_used_at_each_event():
     torch.manual_seed(0)
     model = small_net()
@@ -239,42 +353,63 @@ def test_fggp_cosine_rate_is_used_at_each_event():
     assert log[-1]["rate"] == pytest.approx(0.005)
 
 
-def test_fggp_uses_the_raw_gradient_of_the_event_step(monkeypatch):
+def test_magfirst_anneals_its_rate_on_the_authors_cosine_by_default():
     torch.manual_seed(0)
     model = small_net()
-    pruner, optimizer = start_pruner("fggp", model, 10, sparsity=0.5, events=1, t_end=3)
-    seen = {}
-    import prune_bench.pruning.gradual as gradual
+    pruner, optimizer = start_pruner("magfirst", model, 40, interval=8, t_end=1.0)
+    assert (pruner.cfg["rate_schedule"], pruner.cfg["rate"], pruner.cfg["rate_final"]) == ("cosine", 0.5, 0.005)
+    train_steps(model, optimizer, pruner, 0, 40)
+    log = pruner.report()["event_log"]
+    assert [e["rate"] for e in log] == pytest.approx([cosine_rate(t, 0.5, 0.005, 40) for t in (8, 16, 24, 32, 40)])
+    assert pruner.report()["selection"].startswith("magnitude-first")
 
-    real = gradual.fggp_masks
 
-    def spy(weights, grads, masks, n_prune, rate=0.5):
-        seen["grads"] = {n: g.clone() for n, g in grads.items()}
-        seen["weights"] = {n: w.clone() for n, w in weights.items()}
-        return real(weights, grads, masks, n_prune, rate)
+def one_event_step(name, lr, **overrides):
+    """One SGD step of a small net with an event right after it (t = 1, to 30% sparsity): the weights the forward
+    pass used, the raw gradient, the weights after the step, the masks before and after."""
+    torch.manual_seed(0)
+    model = small_net()
+    pruner, optimizer = start_pruner(name, model, 10, sparsity=0.3, events=1, t_end=1, **overrides)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(16, 3, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+    before = {n: m.clone() for n, m in pruner.masks.masks.items()}
+    pre_step = {n: p.detach().clone() for n, p in pruner.prunable.items()}
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(images), labels).backward()
+    grads = {n: p.grad.detach().clone() for n, p in pruner.prunable.items()}
+    pruner.after_backward(0)
+    optimizer.step()
+    post_step = {n: p.detach().clone() for n, p in pruner.prunable.items()}
+    pruner.after_step(0)
+    return pruner, before, pre_step, grads, post_step
 
-    monkeypatch.setattr(gradual, "fggp_masks", spy)
-    grads_at = {}
 
-    def keep_grad(step, before):
-        grads_at[step] = {n: p.grad.clone() for n, p in pruner.prunable.items()}
+def expected_masks(name, weights, grads, masks, n_prune):
+    if name == "gmp":
+        return gmp_masks(weights, masks, n_prune)
+    if name == "magfirst":  # rate_schedule cosine: the rate at t = 1 of 10 steps
+        return magfirst_masks(weights, grads, masks, n_prune, cosine_rate(1, 0.5, 0.005, 10))
+    return fggp_masks(weights, grads, masks, n_prune, 0.5)
 
-    weights_at = {}
 
-    def run_and_record(first, last):
-        for step in range(first, last):
-            train_steps(model, optimizer, pruner, step, step + 1, keep_grad)
-            weights_at[step] = {n: p.detach().clone() for n, p in pruner.prunable.items()}
-
-    run_and_record(0, 3)
-    # the event after step 2 (t = 3) saw step 2's gradient and the weights after step 2's update
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
+def test_an_event_ranks_the_weights_the_forward_pass_used(name):
+    # PAPERS.md section 2: the authors prune through torch.nn.utils.prune, so the |w| ranked at an
+    # event right after optimizer.step() is module.weight as the forward pass computed it: the
+    # weights before that step. The gradient is that step's raw minibatch gradient.
+    pruner, before, pre_step, grads, post_step = one_event_step(name, lr=0.5)
+    n_prune = math.floor(0.3 * pruner.n_total)  # FGGP: fewer than its 0.5 * N_alive candidates
+    from_pre = expected_masks(name, pre_step, grads, before, n_prune)
+    from_post = expected_masks(name, post_step, grads, before, n_prune)
+    assert any(not torch.equal(from_pre[n], from_post[n]) for n in from_pre)  # the step changed the ranking
     for n in pruner.prunable:
-        assert torch.equal(seen["grads"][n], grads_at[2][n])
-        kept = pruner.masks.masks[n]
-        assert torch.equal(seen["weights"][n][kept], weights_at[2][n][kept])
+        assert torch.equal(pruner.masks.masks[n], from_pre[n]), n
+    assert pruner._event_weights is None and pruner._grads is None  # the copies are let go after the event
 
 
-@pytest.mark.parametrize("name", ["gmp", "fggp"])
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
 def test_resume_mid_schedule_in_a_loop_is_bitwise_equal(name):
     def fresh():
         torch.manual_seed(0)
@@ -342,6 +477,26 @@ def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overr
         assert torch.equal(tensor, load(resumed)[key]), key
 
 
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
+def test_an_interval_as_long_as_the_pruning_span_is_refused_before_training(tiny_overrides, tmp_path, name):
+    # 200 images, batch 50, 2 epochs: 8 steps, t_end = floor(0.8 * 8) = 6; interval 2000 would
+    # prune everything in one event at step 6
+    cfg = make_config([*tiny_overrides, f"pruner={name}"])
+    with pytest.raises(ConfigError) as error:
+        experiment.run(cfg, log=quiet)
+    assert str(error.value) == (
+        "pruner.interval: 2000 steps is not shorter than the pruning span (steps 0 to 6 of this run's 8), "
+        "so all pruning would happen in one event at step 6; set pruner.events=N for N events over the span, "
+        "or a pruner.interval below 6")
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder
+    pruner = build_pruner(cfg.pruner)
+    with pytest.raises(ConfigError, match="pruner.interval: 2000 steps is not shorter"):
+        pruner.plan(8)  # the same check, for whoever builds a pruner directly
+    for ok in ({"events": 4}, {"interval": 5}, {"t_start": 6}):  # several events, or an explicit one-shot
+        build_pruner(OmegaConf.merge(cfg.pruner, ok)).plan(8)
+
+
 @pytest.mark.parametrize("override, message", [
     ("pruner.rate=0", "pruner.rate: must be in (0, 1], got 0"),
     ("pruner.rate_schedule=linear", "pruner.rate_schedule: 'linear' is not allowed; use fixed or cosine"),
@@ -352,15 +507,20 @@ def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overr
     ("pruner.sparsity=1.0", "pruner.sparsity: sparsity must be in [0, 1), got 1.0"),
     ("pruner.t_end=1.5", "pruner.t_end: must be a step count (int >= 0) or a fraction"),
     ("pruner.layers=[conv,bn]", "pruner.layers: must be a non-empty list of conv, linear"),
+    ("pruner.scope=layer", "pruner.scope: layer is offered for gmp only; fggp ranks globally, as its authors do"),
+    ("pruner=gmp pruner.scope=row", "pruner.scope: 'row' is not allowed; use global or layer"),
+    ("pruner=magfirst pruner.candidates=most", "pruner.candidates: 'most' is not allowed; use prune_plus_rest or alive"),
+    ("pruner=magfirst pruner.rate_final=2", "pruner.rate_final: must be in [0.0, 1.0], got 2"),
 ])
 def test_bad_pruner_config_is_one_clear_line(tiny_overrides, override, message):
     with pytest.raises(ConfigError) as error:
-        validate(make_config([*tiny_overrides, "pruner=fggp", override]))
+        validate(make_config([*tiny_overrides, "pruner=fggp", *override.split()]))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("exp", ["fggp2024_vgg19_bn_fggp", "fggp2024_vgg19_bn_gmp", "fggp2024_resnet50_fggp",
-                                 "fggp2024_resnet50_gmp", "fggp2024_quick"])
+@pytest.mark.parametrize("exp", ["fggp2024_vgg19_bn_fggp", "fggp2024_vgg19_bn_gmp", "fggp2024_vgg19_bn_magfirst",
+                                 "fggp2024_resnet50_fggp", "fggp2024_resnet50_gmp", "fggp2024_resnet50_magfirst",
+                                 "fggp2024_quick"])
 def test_fggp2024_experiments_compose_to_the_papers_recipe(exp):
     cfg = make_config([f"+exp={exp}", "pruner.sparsity=0.98", "pruner.init_sparsity=0.5"])
     validate(cfg)
@@ -373,4 +533,18 @@ def test_fggp2024_experiments_compose_to_the_papers_recipe(exp):
     if exp != "fggp2024_quick":
         assert cfg.trainer.epochs == 160 and cfg.pruner.interval == 2000 and cfg.data.name == "cifar10"
         assert cfg.model.name == ("vgg19_bn" if "vgg19_bn" in exp else "resnet50")
+    if cfg.pruner.name == "fggp":
+        assert (cfg.pruner.rate, cfg.pruner.rate_schedule) == (0.5, "fixed")  # FGGP: the fixed rate
+    if cfg.pruner.name == "magfirst":  # the authors' annealed baseline
+        assert (cfg.pruner.rate, cfg.pruner.rate_schedule, cfg.pruner.rate_final) == (0.5, "cosine", 0.005)
     assert cfg.name == f"fggp2024_{cfg.model.name}_{cfg.pruner.name}_s0.98_init0.5"
+
+
+@pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
+def test_gradual_pruner_schemas_name_exactly_the_keys_of_their_config(name):
+    import dataclasses
+
+    from prune_bench.pruning import PRUNERS
+
+    fields = {f.name for f in dataclasses.fields(PRUNERS[name].schema)}
+    assert fields == set(make_config([f"pruner={name}"]).pruner)

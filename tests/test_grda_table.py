@@ -13,9 +13,10 @@ def record(optimizer: dict, acc: float, sparsity: float, seed: int, model="wrn28
            label="cifar10-official", epochs=200):
     return {
         "status": "finished",
-        "config": {"model": {"name": model}, "data": {"name": dataset}, "optimizer": optimizer,
-                   "pruner": {"name": "none"}, "scheduler": {"name": "grda_piecewise"},
-                   "trainer": {"epochs": epochs}, "seed": seed},
+        "config": {"model": {"name": model}, "data": {"name": dataset, "augment": True}, "optimizer": optimizer,
+                   "pruner": {"name": "none"},
+                   "scheduler": {"name": "grda_piecewise", "hold": 0.5, "end": 0.9, "final_factor": 0.01},
+                   "trainer": {"epochs": epochs, "batch_size": 128, "label_smoothing": 0.0}, "seed": seed},
         "data": {"label": label},
         "metrics": {"test_acc": acc, "best_test_acc": acc},
         "sparsity": {"all": sparsity, "prunable": sparsity},
@@ -55,8 +56,9 @@ def test_grda2020_joins_sgd_rows_without_mu_and_scales_sparsity_to_percent():
     assert ours["c"] == "0.001" and ours["n"] == 2 and ours["acc_paper"] == 94.46
     assert ours["sparsity"] == pytest.approx(91.0) and ours["sparsity_std"] == pytest.approx(math.sqrt(2))
     assert ours["sparsity_paper"] == 90.17 and ours["sparsity_diff"] == pytest.approx(0.83)
-    quick = cell(table, c="0.025")
+    quick = cell(table, c="0.025")  # not the paper's setting: apart, without the paper's numbers
     assert quick["n"] == 1 and math.isnan(quick["acc_paper"]) and quick["sparsity"] == 50.0
+    assert quick["setting"] == "other: data.label=cifar10-jpeg-n10000, trainer.epochs=5, optimizer.c=0.025"
     assert table["n"].sum() == 5 and len(table) == 15 + 1  # the 15 published cells and ours
     wrn10 = table[(table["model"] == "wrn28_10") & (table["dataset"] == "cifar10") & (table["c"] != "0.025")]
     assert list(wrn10["mu"]) == ["", "0.501", "0.55", "0.6", "0.65"]  # SGD first, then mu in order
@@ -75,12 +77,13 @@ def test_a_key_missing_from_records_meets_an_empty_csv_cell(tmp_path, monkeypatc
     (folder / "demo.csv").write_text("model,mu,acc,source\nnet,,90.0,paper\nnet,1.0,80.0,paper\n")
     monkeypatch.setattr(results, "published_dir", lambda: folder)
     spec = {"title": "t", "rows": {"model": "config.model.name", "mu": "config.optimizer.mu"},
-            "columns": {"acc": "metrics.test_acc"}, "published": {"columns": ["acc"]}}
+            "columns": {"acc": "metrics.test_acc"}, "published": {"columns": ["acc"]},
+            "paper": {"match": {"data.label": "x"}}}
 
     def run(mu, acc):
         optimizer = {} if mu is None else {"mu": mu}
         return {"status": "finished", "config": {"model": {"name": "net"}, "optimizer": optimizer,
-                                                 "trainer": {"epochs": 1}},
+                                                 "trainer": {"epochs": 1}, "seed": 1},
                 "data": {"label": "x"}, "metrics": {"test_acc": acc}}
 
     only_missing = results.build_table("demo", spec, [run(None, 89.0)])  # an all-None column

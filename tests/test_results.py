@@ -12,6 +12,7 @@ SPEC = {
     "rows": {"model": "config.model.name"},
     "columns": {"acc": "metrics.test_acc", "params": "params"},
     "published": {"columns": ["acc"]},
+    "paper": {"match": {"data.label": "cifar10-official", "config.trainer.epochs": 164}},
     "plot": {"kind": "scatter", "x": "params", "y": "acc"},
 }
 
@@ -47,8 +48,9 @@ def test_cells_aggregate_seeds_and_sit_beside_the_published_numbers(published):
     official = table[(table["model"] == "resnet20") & (table["data"] == "cifar10-official")].iloc[0]
     assert official["acc"] == 91.0 and official["acc_std"] == pytest.approx(math.sqrt(2))
     assert official["n"] == 2 and official["acc_paper"] == 91.25 and official["acc_diff"] == pytest.approx(-0.25)
-    jpeg = table[table["data"] == "cifar10-jpeg"].iloc[0]
+    jpeg = table[table["data"] == "cifar10-jpeg"].iloc[0]  # not the paper's setting: no paper value
     assert jpeg["acc"] == 80.0 and math.isnan(jpeg["acc_std"]) and jpeg["n"] == 1
+    assert jpeg["setting"] == "other: data.label=cifar10-jpeg" and math.isnan(jpeg["acc_paper"])
     paper_only = table[table["model"] == "resnet56"].iloc[0]  # published, no runs yet
     assert paper_only["n"] == 0 and paper_only["acc_paper"] == 93.03 and math.isnan(paper_only["acc"])
     text = results.to_markdown(table, SPEC)
@@ -64,7 +66,7 @@ def test_write_table_and_plot(tmp_path, published, monkeypatch):
     (runs / "broken" / "record.json").write_text("{not json")
     monkeypatch.setattr(results, "load_table_spec", lambda name: SPEC)
     table, path, text = results.write_table("demo", runs, tmp_path / "out")
-    assert path.read_text().splitlines()[0].startswith("data,epochs,model,acc,acc_std,acc_paper,acc_diff")
+    assert path.read_text().splitlines()[0].startswith("data,epochs,model,variant,setting,acc,acc_std,acc_paper,acc_diff")
     assert len(table) == 2 and "published: paper" in text
     png = results.write_plot("demo", runs, tmp_path / "out")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -75,15 +77,19 @@ def test_unknown_table_names_the_known_ones():
         results.load_table_spec("nope")
 
 
-def test_unique_keys_merge_runs_that_share_one_sample(published):
-    spec = {**SPEC, "unique": ["config.seed"],
+def test_merged_keys_make_runs_that_share_one_training_one_sample(published):
+    spec = {**SPEC, "merged": ["pruner.sparsity"],
             "columns": {"acc": "metrics.test_acc", "acc_p10": "metrics.levels.p10"}}
     both_levels = record("resnet20", 90.0, 1)
+    both_levels["config"]["pruner"]["sparsity"] = 0.1  # another level of the same training
     both_levels["metrics"]["levels"] = {"p10": 80.0}
     records = [record("resnet20", 90.0, 1), both_levels, record("resnet20", 92.0, 2)]
     row = results.build_table("demo", spec, records).query("model == 'resnet20'").iloc[0]
     assert row["n"] == 2  # seed 1's two records are one sample
     assert row["acc"] == 91.0 and row["acc_p10"] == 80.0  # merged column by column
+    unmerged = results.build_table("demo", {**spec, "merged": []}, records).query("model == 'resnet20'")
+    assert sorted(unmerged["variant"]) == ["pruner.sparsity=(absent)", "pruner.sparsity=0.1"]
+    assert sorted(unmerged["n"]) == [1, 2]
 
 
 COMPARE_SPEC = {
@@ -91,6 +97,7 @@ COMPARE_SPEC = {
     "rows": {"model": "config.model.name", "method": "config.pruner.name"},
     "columns": {"acc": "metrics.test_acc"},
     "published": {"columns": ["acc"]},
+    "paper": {"match": {"data.label": "cifar10-official"}},
     "compare": {"key": "method", "values": ["fggp", "gmp"], "columns": ["acc"]},
 }
 

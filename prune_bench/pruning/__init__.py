@@ -11,10 +11,15 @@ from .gradual import (
     FGGPSection,
     GMPSection,
     GradualPruner,
+    MagFirstSection,
+    MagnitudeFirstPruner,
     check_fggp,
     check_gradual,
+    check_magfirst,
     fggp_masks,
+    gmp_layer_masks,
     gmp_masks,
+    magfirst_masks,
 )
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
@@ -25,6 +30,7 @@ PRUNERS = {
     "magnitude": MAGNITUDE,
     "gmp": Component(GradualPruner, check_gradual, schema=GMPSection),
     "fggp": Component(FGGPPruner, check_fggp, schema=FGGPSection),
+    "magfirst": Component(MagnitudeFirstPruner, check_magfirst, schema=MagFirstSection),
 }
 
 
@@ -35,7 +41,7 @@ def build_pruner(cfg) -> Pruner:
 
 
 __all__ = [
-    "PRUNERS", "FGGPPruner", "GradualPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
-    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_masks",
+    "PRUNERS", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
+    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_layer_masks", "gmp_masks", "magfirst_masks",
     "magnitude_masks", "select_prunable",
 ]

@@ -26,6 +26,8 @@ class TrainContext:
 class Pruner:
     """No-op hooks. Subclasses override what they need.
 
+    plan(total_steps)     before anything is written: check the run's length suits the config
+                          (raise ConfigError); the runner calls it right after building the pruner
     start(ctx)            before the first step (and again after a resume, before loading state)
     after_backward(step)  gradients are in .grad (FGGP and DPM read them here)
     after_step(step)      after optimizer.step(): keep masked weights at zero, prune events;
@@ -39,6 +41,9 @@ class Pruner:
     # dense model once per training config and shares it between their runs.
     acts_during_training = True
     finetune_epochs = 0  # > 0: after finish(), train this many epochs more, hooks still active
+
+    def plan(self, total_steps: int) -> None:
+        pass
 
     def start(self, ctx: TrainContext) -> None:
         self.ctx = ctx

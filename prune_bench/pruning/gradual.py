@@ -1,15 +1,33 @@
 """Gradual pruning during training on the cubic schedule (PAPERS.md section 2): GMP (Zhu &
-Gupta 2017) and FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning).
+Gupta 2017), FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning) and the
+FGGP authors' annealed baseline, magnitude-first with a cosine-annealed rate (`magfirst`; their
+"GraNet in our framework", `Prune_GradfromW_Add_Grad`).
+
+Selections at an event, global over the prunable set unless said, exact-k (N_p pruned):
+  gmp       the N_p alive weights with the smallest |w|; `scope: layer` instead takes every
+            layer l to its own schedule s_t,l (the cubic from the layer's starting sparsity to
+            s_f), pruning its floor(n_l s_t,l) - (already pruned) smallest-|w| weights, as Zhu &
+            Gupta prune each layer to s_t
+  fggp      gradient first: the floor(r N_alive) smallest-|g| alive weights are candidates, the
+            N_p of them with the smallest |w| are pruned; r fixed at 0.5. (`rate_schedule:
+            cosine` anneals r: a gradient-first ablation, not the authors' annealed baseline.)
+  magfirst  magnitude first: the N_p + floor(r (N_alive - N_p)) smallest-|w| alive weights are
+            candidates, the floor(r (N_alive - N_p)) of them with the largest |g| are spared, so
+            the N_p with the smallest |g| are pruned; r cosine-annealed from 0.5 to 0.005.
 
 Per loop step (train.train_step calls the hooks):
-  backward -> after_backward: at an event step FGGP keeps a copy of the raw minibatch gradient
-              of the prunable weights; then the gradients of pruned weights are zeroed
+  backward -> after_backward: at an event step, copies of the prunable weights as the forward
+              pass used them (before this step's update) and, for the pruners that read it, of
+              the raw minibatch gradient; then the gradients of pruned weights are zeroed
   optimizer.step()
   after_step: pruned weights are zeroed (one fused multiply); at an event step (t = step + 1
-              completed steps) the new masks are selected from the weights just updated and,
-              for FGGP, that copied gradient -- the authors prune right after optimizer.step()
-              with the current minibatch's gradient -- then weights and optimizer state
-              (momentum, Adam moments) of the newly pruned entries are zeroed.
+              completed steps) the new masks are selected from the copied weights and gradient,
+              then weights and optimizer state (momentum, Adam moments) of the newly pruned
+              entries are zeroed.
+Why the pre-step weights: the authors prune right after optimizer.step() through
+torch.nn.utils.prune, which ranks `module.weight` -- the masked weight the forward pass computed,
+i.e. the weight before that step -- with that step's gradient (PAPERS.md section 2). The copies
+exist only at event steps and are let go after the event.
 Since pruned gradients are masked and their optimizer state is zeroed when they are pruned, a
 pruned weight gets no update from SGD (momentum, Nesterov, weight decay) or Adam; the multiply
 after every step holds it at exactly zero whatever the optimizer does. Masks only shrink.
@@ -66,6 +84,18 @@ def gmp_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], 
     return _unflat(alive & ~smallest_k(scores, n_prune), masks)
 
 
+def gmp_layer_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                    n_prune: dict[str, int]) -> dict[str, torch.Tensor]:
+    """GMP event per layer (Zhu & Gupta 2017): prune the `n_prune[name]` alive weights with the
+    smallest |w| within each tensor. Returns new masks (True = kept)."""
+    kept = {}
+    for name, mask in masks.items():
+        scores, alive = _alive_scores({name: weights[name]}, {name: mask})
+        _check_n_prune(n_prune[name], alive)
+        kept[name] = (alive & ~smallest_k(scores, n_prune[name])).view(mask.shape)
+    return kept
+
+
 def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                n_prune: int, rate: float = 0.5) -> dict[str, torch.Tensor]:
     """FGGP event (PAPERS.md section 2): among the alive weights take the floor(rate * N_alive)
@@ -82,39 +112,94 @@ def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
     return _unflat(alive & ~smallest_k(weight_scores, n_prune), masks)
 
 
+SCOPES = ("global", "layer")
+CANDIDATE_COUNTS = ("prune_plus_rest", "alive")
+
+
+def magfirst_candidates(n_alive: int, n_prune: int, rate: float, count: str = "prune_plus_rest") -> int:
+    """How many smallest-|w| weights are candidates in a magnitude-first event. prune_plus_rest:
+    N_p + floor(rate * (N_alive - N_p)), the authors' code (to_add = int((remain - to_prune) * dr),
+    candidates = to_prune + to_add); alive: max(floor(rate * N_alive), N_p), FGGP's count."""
+    if count == "prune_plus_rest":
+        return n_prune + math.floor(rate * (n_alive - n_prune))
+    if count == "alive":
+        return max(math.floor(rate * n_alive), n_prune)
+    raise ValueError(f"candidates must be one of {CANDIDATE_COUNTS}, got {count!r}")
+
+
+def magfirst_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                   n_prune: int, rate: float = 0.5, candidates: str = "prune_plus_rest") -> dict[str, torch.Tensor]:
+    """Magnitude-first event, the FGGP authors' annealed baseline (PAPERS.md section 2): the
+    alive weights with the smallest |w| are candidates (how many: `magfirst_candidates`); those
+    with the largest |gradient| among them are spared, i.e. the `n_prune` candidates with the
+    smallest |gradient| are pruned. Global across tensors on raw |w| and |g|. Returns new masks
+    (True = kept)."""
+    weight_scores, alive = _alive_scores(weights, masks)
+    n_alive = _check_n_prune(n_prune, alive)
+    chosen = smallest_k(weight_scores, magfirst_candidates(n_alive, n_prune, rate, candidates))
+    grad_scores, _ = _alive_scores(grads, masks)
+    grad_scores = torch.where(chosen, grad_scores, torch.full_like(grad_scores, math.inf))
+    return _unflat(alive & ~smallest_k(grad_scores, n_prune), masks)
+
+
 class GradualPruner(Pruner):
     """GMP: at each event prune the smallest-|w| alive weights to reach the cubic schedule."""
 
     name = "gmp"
     needs_gradient = False
+    selection = "magnitude (GMP)"
 
     def __init__(self, cfg):
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
         self.event_log: list[dict] = []
         self.masks: MaskSet | None = None
+        self._event_weights: dict[str, torch.Tensor] | None = None  # pre-step copies, event steps only
         self._grads: dict[str, torch.Tensor] | None = None
 
     # ---- hooks
+    def plan(self, total_steps: int) -> None:
+        """When the events fall in a run of `total_steps` steps. A run whose pruning span is not
+        longer than `interval` would prune everything in one event at t_end: refused, with the
+        way out (`events: n`), before anything is trained or written."""
+        cfg = self.cfg
+        self.t_start = resolve_time(cfg["t_start"], total_steps, "pruner.t_start")
+        self.t_end = resolve_time(cfg["t_end"], total_steps, "pruner.t_end")
+        if self.t_start > self.t_end:
+            raise ConfigError(f"pruner.t_start: step {self.t_start} comes after pruner.t_end (step {self.t_end})")
+        span = self.t_end - self.t_start
+        if cfg.get("events") is None and span > 0 and cfg["interval"] >= span:
+            raise ConfigError(
+                f"pruner.interval: {cfg['interval']} steps is not shorter than the pruning span (steps {self.t_start} "
+                f"to {self.t_end} of this run's {total_steps}), so all pruning would happen in one event at step "
+                f"{self.t_end}; set pruner.events=N for N events over the span, or a pruner.interval below {span}")
+        self.events = event_steps(self.t_start, self.t_end, cfg.get("interval"), cfg.get("events"))
+        self._event_set = set(self.events)
+
     def start(self, ctx: TrainContext) -> None:
         self.ctx = ctx
         cfg = self.cfg
         self.prunable = select_prunable(ctx.model, tuple(cfg["layers"]), cfg["skip_first_conv"], cfg["skip_last_linear"])
         if not self.prunable:
             raise ConfigError("pruner.layers: no prunable weights in this model with these options")
-        self.t_start = resolve_time(cfg["t_start"], ctx.total_steps, "pruner.t_start")
-        self.t_end = resolve_time(cfg["t_end"], ctx.total_steps, "pruner.t_end")
-        if self.t_start > self.t_end:
-            raise ConfigError(f"pruner.t_start: step {self.t_start} comes after pruner.t_end (step {self.t_end})")
-        self.events = event_steps(self.t_start, self.t_end, cfg.get("interval"), cfg.get("events"))
-        self._event_set = set(self.events)
+        self.plan(ctx.total_steps)
         self.masks = MaskSet(self.prunable, self._initial_masks(ctx.seed))
+        # each layer's starting sparsity: where `scope: layer` starts its schedule
+        self.layer_start = {name: (m.numel() - int(m.sum())) / m.numel() for name, m in self.masks.masks.items()}
+        if cfg["scope"] == "layer":
+            above = {name: s for name, s in self.layer_start.items() if s > cfg["sparsity"]}
+            if above:
+                name, s_layer = max(above.items(), key=lambda item: item[1])
+                raise ConfigError(f"pruner.scope: layer: {name} starts at sparsity {s_layer:.4f} (ERK), above "
+                                  f"pruner.sparsity {cfg['sparsity']}; masks only shrink, so use scope global or a higher sparsity")
         self.masks.apply_()
         self.masks.zero_optimizer_state_(ctx.optimizer)
 
     def after_backward(self, step: int) -> None:
-        if self.needs_gradient and step + 1 in self._event_set:
-            # the current minibatch's raw gradient, before the masking below
-            self._grads = {name: p.grad.detach().clone() for name, p in self.prunable.items()}
+        if step + 1 in self._event_set:
+            # the weights the forward pass used (the authors' module.weight), before the update
+            self._event_weights = {name: p.detach().clone() for name, p in self.prunable.items()}
+            if self.needs_gradient:  # the current minibatch's raw gradient, before the masking below
+                self._grads = {name: p.grad.detach().clone() for name, p in self.prunable.items()}
         self.masks.mask_grads_()
 
     def after_step(self, step: int) -> None:
@@ -124,7 +209,8 @@ class GradualPruner(Pruner):
         return None
 
     def report(self) -> dict:
-        report = {"target": self.cfg["sparsity"], "start": self.start_label()}
+        report = {"target": self.cfg["sparsity"], "start": self.start_label(), "selection": self.selection,
+                  "scope": self.cfg["scope"]}
         if self.masks is None:
             return report
         n_kept = self.masks.n_kept()
@@ -169,18 +255,35 @@ class GradualPruner(Pruner):
     def scheduled_sparsity(self, t: int) -> float:
         return cubic_sparsity(t, self.cfg["init_sparsity"], self.cfg["sparsity"], self.t_start, self.t_end)
 
+    def layer_quota(self, t: int) -> dict[str, int]:
+        """scope: layer: how many weights each layer prunes at t to hold floor(n_l * s_t,l)."""
+        quota = {}
+        for name, mask in self.masks.masks.items():
+            s_layer = cubic_sparsity(t, self.layer_start[name], self.cfg["sparsity"], self.t_start, self.t_end)
+            n_pruned = mask.numel() - int(mask.sum())
+            quota[name] = max(0, math.floor(mask.numel() * s_layer) - n_pruned)
+        return quota
+
     @torch.no_grad()
     def prune_event(self, t: int) -> None:
         target = self.scheduled_sparsity(t)
         n_pruned = self.n_total - self.masks.n_kept()
-        n_prune = max(0, math.floor(self.n_total * target) - n_pruned)  # the authors' N_p
+        if self.cfg["scope"] == "layer":
+            quota = self.layer_quota(t)
+            n_prune = sum(quota.values())
+        else:
+            quota = None
+            n_prune = max(0, math.floor(self.n_total * target) - n_pruned)  # the authors' N_p
         entry = {"step": t, "target": target, "pruned": n_prune}
         if n_prune > 0:
-            weights = {name: p.detach() for name, p in self.prunable.items()}
-            self.masks.set_masks(self.select(weights, n_prune, t, entry))
+            if quota is not None:
+                kept = gmp_layer_masks(self._event_weights, self.masks.masks, quota)
+            else:
+                kept = self.select(self._event_weights, n_prune, t, entry)
+            self.masks.set_masks(kept)
             self.masks.apply_()
             self.masks.zero_optimizer_state_(self.ctx.optimizer)
-        self._grads = None
+        self._event_weights = self._grads = None
         entry["sparsity"] = (n_pruned + n_prune) / self.n_total
         self.event_log.append(entry)
 
@@ -194,6 +297,12 @@ class FGGPPruner(GradualPruner):
     name = "fggp"
     needs_gradient = True
 
+    @property
+    def selection(self) -> str:
+        if self.cfg["rate_schedule"] == "cosine":
+            return "gradient-first, cosine-annealed rate (an ablation; not FGGP, not the authors' annealed baseline)"
+        return "gradient-first, fixed rate (FGGP)"
+
     def rate(self, t: int) -> float:
         if self.cfg["rate_schedule"] == "cosine":
             return cosine_rate(t, self.cfg["rate"], self.cfg["rate_final"], self.ctx.total_steps)
@@ -204,7 +313,23 @@ class FGGPPruner(GradualPruner):
         return fggp_masks(weights, self._grads, self.masks.masks, n_prune, rate)
 
 
-# ---- config sections (keys and types; conf/pruner/{gmp,fggp}.yaml hold the values) and checks
+class MagnitudeFirstPruner(FGGPPruner):
+    """The FGGP authors' annealed baseline: at each event, candidates by smallest |w|, spared by
+    largest |gradient|, with the rate cosine-annealed (by default) over the whole run."""
+
+    name = "magfirst"
+
+    @property
+    def selection(self) -> str:
+        schedule = "cosine-annealed" if self.cfg["rate_schedule"] == "cosine" else "fixed"
+        return f"magnitude-first, gradient-spared, {schedule} rate (the FGGP authors' annealed baseline)"
+
+    def select(self, weights: dict[str, torch.Tensor], n_prune: int, t: int, entry: dict) -> dict[str, torch.Tensor]:
+        entry["rate"] = rate = self.rate(t)
+        return magfirst_masks(weights, self._grads, self.masks.masks, n_prune, rate, self.cfg["candidates"])
+
+
+# ---- config sections (keys and types; conf/pruner/{gmp,fggp,magfirst}.yaml hold the values) and checks
 
 
 @dataclass
@@ -219,13 +344,19 @@ class GMPSection:
     layers: list[str]
     skip_first_conv: bool
     skip_last_linear: bool
+    scope: str  # global | layer (gmp only)
 
 
 @dataclass
 class FGGPSection(GMPSection):
     rate: float
-    rate_schedule: str
+    rate_schedule: str  # fixed | cosine
     rate_final: float
+
+
+@dataclass
+class MagFirstSection(FGGPSection):
+    candidates: str  # prune_plus_rest | alive
 
 
 def _is_time(value) -> bool:
@@ -257,6 +388,10 @@ def check_gradual(cfg) -> list[str]:
     for key in ("skip_first_conv", "skip_last_linear"):
         if not isinstance(cfg.get(key), bool):
             problems.append(f"pruner.{key}: must be true or false, got {cfg.get(key)!r}")
+    if cfg.get("scope") not in SCOPES:
+        problems.append(f"pruner.scope: '{cfg.get('scope')}' is not allowed; use {' or '.join(SCOPES)}")
+    elif cfg.get("scope") == "layer" and cfg.get("name") != "gmp":
+        problems.append(f"pruner.scope: layer is offered for gmp only; {cfg.get('name')} ranks globally, as its authors do")
     return problems
 
 
@@ -270,4 +405,11 @@ def check_fggp(cfg) -> list[str]:
         problems.append(f"pruner.rate_schedule: '{schedule}' is not allowed; use fixed or cosine")
     elif schedule == "cosine":
         problems += in_range(cfg, "rate_final", "pruner", 0.0, 1.0, closed_high=True)
+    return problems
+
+
+def check_magfirst(cfg) -> list[str]:
+    problems = check_fggp(cfg)
+    if cfg.get("candidates") not in CANDIDATE_COUNTS:
+        problems.append(f"pruner.candidates: '{cfg.get('candidates')}' is not allowed; use {' or '.join(CANDIDATE_COUNTS)}")
     return problems

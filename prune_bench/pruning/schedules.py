@@ -24,8 +24,9 @@ def cubic_sparsity(t: float, s_init: float, s_final: float, t_start: float, t_en
 
 
 def cosine_rate(t: float, rate: float, rate_final: float, t_total: float) -> float:
-    """Cosine annealing from `rate` at t = 0 to `rate_final` at t_total (GraNet's "annealing
-    approach", the comparison in the FGGP paper; the authors' CosineDecay over all iterations)."""
+    """Cosine annealing from `rate` at t = 0 to `rate_final` at t_total: the FGGP authors'
+    CosineDecay over all iterations, the rate of their annealed magnitude-first baseline
+    (the "annealing approach" FGGP's fixed rate is compared with)."""
     progress = min(max(t / t_total, 0.0), 1.0) if t_total > 0 else 1.0
     return float(rate_final + (rate - rate_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
