@@ -186,3 +186,9 @@ def test_one_shot_cells_share_one_training_in_the_plan(tmp_path):
     first, second = plan.plan_jobs(jobs)
     assert first.status.state == "finished" and second.status.state == "pending"
     assert second.images_left == 0 and "pruning only" in second.status.detail
+
+
+def test_when_every_cell_fails_there_is_no_table_but_the_failures_are_named(tmp_path):
+    failed, log, _ = _reproduce(tmp_path, [1], "model=resnet20", "optimizer.lr=1e30")
+    assert len(failed) == 1 and "(diverged: non-finite loss at step" in failed[0]
+    assert "no table: " in log and not (tmp_path / "results" / "baselines.csv").exists()
