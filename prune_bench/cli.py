@@ -1,4 +1,5 @@
-"""`prune-bench run|table|plot|list`. Parsing only; the work is in experiment.py and results.py."""
+"""`prune-bench run|reproduce|status|table|plot|list`. Parsing only; the work is in experiment.py,
+reproduce.py, status.py and results.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from .errors import PruneBenchError
@@ -18,6 +20,11 @@ commands:
   run [overrides]   train, prune, evaluate and record one run (Hydra overrides; -m for sweeps)
                     e.g. prune-bench run +exp=smoke
                          prune-bench run -m +exp=resnet56_sga_p50 seed=1,2,3
+  reproduce PAPER   run a paper's whole grid (missing runs only), then its table and plot
+                    e.g. prune-bench reproduce sga2024 --budget quick --seeds 1 [--dry-run]
+                         prune-bench reproduce fggp2024 hydra/launcher=slurm
+  status [PAPER]    one line per run: finished, running, interrupted, failed, diverged, pending
+                    (--runs DIR for any runs folder, --watch to refresh)
   table NAME        collect records into results/NAME.csv beside the published numbers
   plot NAME         draw results/NAME.png from the same records
   list              list experiments (+exp=...) and tables
@@ -43,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             return table_command(command, rest)
         if command == "list":
             return list_command()
+        if command == "reproduce":
+            return reproduce_command(rest)
+        if command == "status":
+            return status_command(rest)
     except PruneBenchError as error:
         fail(str(error))
     except KeyboardInterrupt:
@@ -50,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `prune-bench list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    fail(f"unknown command '{command}'; use run, table, plot or list")
+    fail(f"unknown command '{command}'; use run, reproduce, status, table, plot or list")
     return 2
 
 
@@ -98,17 +109,72 @@ def run_command(overrides: list[str]) -> int:
     jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
     if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
         ensure_writable(*_sweep_dir(overrides, jobs[0][1]))
-    from .experiment import run
+    from .launch import task as run_task
 
     def task(cfg) -> None:
         try:
-            run(cfg)
+            run_task(cfg)
         except PruneBenchError as error:
             fail(str(error))
 
     sys.argv = ["prune-bench run", *overrides]
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
     return 0
+
+
+# ----------------------------------------------------------------------------- reproduce, status
+
+
+def reproduce_command(args: list[str]) -> int:
+    from .reproduce import parse_seeds, reproduce
+
+    parser = argparse.ArgumentParser(prog="prune-bench reproduce")
+    parser.add_argument("paper", help="a paper (conf/reproduce/PAPER.yaml)")
+    parser.add_argument("--budget", default="full", help="full (the paper's recipe, default) or quick (CPU-sized)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the paper's)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs, their state and cost; run nothing")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (hydra/launcher=... too)")
+    options = parser.parse_intermixed_args(args)
+    seeds = parse_seeds(options.seeds) if options.seeds is not None else None
+    check_group_overrides(options.overrides)
+    failed = reproduce(options.paper, options.budget, seeds, options.overrides, options.dry_run)
+    if failed:
+        fail("\n".join([f"{len(failed)} runs did not finish:", *failed]), code=1)
+    return 0
+
+
+def status_command(args: list[str]) -> int:
+    from .status import render, scan
+
+    parser = argparse.ArgumentParser(prog="prune-bench status")
+    parser.add_argument("paper", nargs="?", help="a paper: its grid's cells, pending ones included")
+    parser.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    parser.add_argument("--budget", default="full", help="with a paper: full or quick")
+    parser.add_argument("--seeds", help="with a paper: comma-separated seeds")
+    parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
+                        help="refresh every SECONDS (default 10) until Ctrl-C")
+    options, overrides = parser.parse_known_args(args)
+
+    def show() -> str:
+        if options.paper is None:
+            if not Path(options.runs).is_dir():
+                raise PruneBenchError(f"--runs: {options.runs} does not exist")
+            return render(scan(Path(options.runs)))
+        from .reproduce import paper_status, parse_seeds
+
+        seeds = parse_seeds(options.seeds) if options.seeds is not None else None
+        return paper_status(options.paper, options.budget, seeds, [f"paths.runs_dir={options.runs}", *overrides])
+
+    if not options.watch:
+        print(show())
+        return 0
+    try:
+        while True:
+            text = show()
+            print(("\033[H\033[2J" if sys.stdout.isatty() else "") + time.strftime("%H:%M:%S ") + "\n" + text, flush=True)
+            time.sleep(options.watch)
+    except KeyboardInterrupt:
+        return 0
 
 
 # ----------------------------------------------------------------------------- table, plot, list

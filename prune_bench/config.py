@@ -11,7 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import schema
 from .data import OFFICIAL, SOURCES
+from .devices import validate_pool
 from .errors import ConfigError
+from .loggers import validate_loggers
 from .models import build_model
 from .optim import OPTIMIZERS, SCHEDULERS
 from .pruning import PRUNERS, pruner_model_check, select_prunable
@@ -32,6 +34,10 @@ NON_SEMANTIC_KEYS = (
     "trainer.eval_batch_size",
     "trainer.checkpoint",
     "trainer.save_model",
+    "trainer.gpus_per_job",
+    "trainer.runs_per_gpu",
+    "trainer.device_pool",
+    "logger",
     "data.root",
     "data.cache_dir",
     "data.path",
@@ -77,6 +83,7 @@ def validate(cfg: DictConfig) -> None:
     _check_choice(problems, "trainer.progress", trainer.progress, ("auto", "bar", "lines", "none"))
     _check_choice(problems, "trainer.channels_last", trainer.channels_last, ("auto", True, False))
     problems += _check_device(str(trainer.device))
+    problems += validate_loggers(cfg.get("logger") or {}) + validate_pool(trainer)
     if cfg.seed < 0:
         problems.append(f"seed: must be an integer >= 0, got {cfg.seed!r}")
     if not problems and cfg.data.name in OFFICIAL:

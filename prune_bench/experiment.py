@@ -25,9 +25,11 @@ from .config import resolve_device, run_identity, validate
 from .data import DeviceData, data_label, load_data, steps_per_epoch
 from .errors import CheckpointError, PruneBenchError
 from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text
+from .loggers import Sinks
 from .metrics import conv_linear_weights, count_params_macs, sparsity_summary
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
+from .progress import Monitor, note_failure
 from .pruning import NoPruner, Pruner, TrainContext, build_pruner
 from .train import FitState, Runtime, evaluate, fit, load_checkpoint, restore, save_checkpoint
 from .workspace import Created, unwritable
@@ -68,7 +70,8 @@ def run(cfg: DictConfig, log=print) -> dict:
         return _already_done(run_dir / RECORD, log)
     created = Created()
     try:
-        with created.lock(runs_dir / ".locks", run_dir.name):  # one process per run at a time
+        # one process per run at a time; an exception leaves its reason in failed.json (progress.py)
+        with created.lock(runs_dir / ".locks", run_dir.name), note_failure(run_dir):
             if (run_dir / RECORD).is_file():
                 return _already_done(run_dir / RECORD, log)
             return _run_locked(cfg, data, device, run_id, runs_dir, run_dir, created, log)
@@ -93,20 +96,31 @@ def _run_locked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_
     pruner.plan(steps_per_epoch(data.n_train, cfg.trainer.batch_size) * cfg.trainer.epochs)
     created.folder(run_dir)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    if pruner.staged:  # pretrain -> sparse stage -> fine-tune with pruning (DPM): stages.py
-        from .stages import run_stages
+    # progress.json for `prune-bench status`, progress lines, metric loggers (progress.py, loggers.py)
+    monitor = Monitor(run_dir, runtime.progress == "lines", log,
+                      Sinks(cfg.get("logger"), run_dir, run_id, OmegaConf.to_container(cfg, resolve=True)))
+    try:
+        if pruner.staged:  # pretrain -> sparse stage -> fine-tune with pruning (DPM): stages.py
+            from .stages import run_stages
 
-        trained = run_stages(cfg, data, runtime, pruner, run_dir, run_id, created, log)
-    elif pruner.acts_during_training:
-        trained = train(cfg, data, runtime, pruner, run_dir, run_id, log)
-    else:
-        train_id = run_identity(cfg, data.info, drop=("pruner",))
-        shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
-        with created.lock(runs_dir / ".locks", f"trained-{train_id}"):  # concurrent sweep jobs train it once
-            created.folder(shared_dir)
-            trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True)
-        pruner.start(trained.ctx)
-    return _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
+            trained = run_stages(cfg, data, runtime, pruner, run_dir, run_id, created, log, monitor)
+        elif pruner.acts_during_training:
+            monitor.start(run_dir)
+            trained = train(cfg, data, runtime, pruner, run_dir, run_id, log, monitor=monitor)
+        else:
+            train_id = run_identity(cfg, data.info, drop=("pruner",))
+            shared_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
+            monitor.start(shared_dir)
+            with created.lock(runs_dir / ".locks", f"trained-{train_id}"):  # concurrent sweep jobs train it once
+                created.folder(shared_dir)
+                trained = train(cfg, data, runtime, NoPruner(), shared_dir, train_id, log, shared=True,
+                                monitor=monitor)
+            pruner.start(trained.ctx)
+        record = _finish_and_record(cfg, data, runtime, pruner, trained, run_id, run_dir, started, log)
+        monitor.finish(record)
+        return record
+    finally:
+        monitor.close()
 
 
 def _model_options(model_cfg) -> dict:
@@ -119,7 +133,7 @@ def _to_device(model, runtime: Runtime):
 
 
 def train(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, directory: Path, run_id: str,
-          log, shared: bool = False) -> Trained:
+          log, shared: bool = False, monitor: Monitor | None = None) -> Trained:
     """Train (or resume, or for a finished shared training just load) the model in `directory`."""
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = _to_device(build_model(cfg.model.name, data.num_classes, **_model_options(cfg.model)), runtime)
@@ -160,7 +174,7 @@ def train(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, directory: Pa
         f"{cfg.trainer.epochs} epochs, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
     model, state = fit(
         model, optimizer, scheduler, pruner, ctx, data, cfg.trainer, cfg.seed, bool(cfg.data.augment),
-        runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log,
+        runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log, monitor=monitor,
     )
     if shared:
         atomic_torch_save({"run_id": run_id, "model": model.state_dict(), "state": asdict(state)},

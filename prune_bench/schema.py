@@ -31,6 +31,11 @@ class Named:
     """Marks a section whose keys are those of the component its `name` picks."""
 
 
+class Selected:
+    """Marks a section holding any number of a registry's components, each under its own name
+    with its own keys (`logger=[csv,tensorboard]` gives logger.csv and logger.tensorboard)."""
+
+
 @dataclass
 class SyntheticSection:
     train_size: int
@@ -68,6 +73,9 @@ class TrainerSection:
     checkpoint: bool
     save_model: bool
     progress: str
+    gpus_per_job: int
+    runs_per_gpu: int
+    device_pool: Literal["auto", "off"] | list[str]
 
 
 @dataclass
@@ -75,6 +83,7 @@ class PathsSection:
     runs_dir: str
     results_dir: str
     data_root: str
+    device_locks: str
 
 
 @dataclass
@@ -90,6 +99,7 @@ class ConfigSection:
     pruner: Named
     trainer: TrainerSection
     paths: PathsSection
+    logger: Selected
 
 
 def _named_schemas() -> dict[str, Mapping[str, type | None]]:
@@ -106,6 +116,15 @@ def _named_schemas() -> dict[str, Mapping[str, type | None]]:
 
 # section -> (component name -> schema); read when checking, so registries may grow at import
 NAMED_SECTIONS: Callable[[], dict[str, Mapping[str, type | None]]] = _named_schemas
+
+
+def _selected_schemas() -> dict[str, Mapping[str, type | None]]:
+    from .loggers import LOGGERS
+
+    return {"logger": {name: component.schema for name, component in LOGGERS.items()}}
+
+
+SELECTED_SECTIONS: Callable[[], dict[str, Mapping[str, type | None]]] = _selected_schemas
 
 
 # ----------------------------------------------------------------------------- types
@@ -190,11 +209,14 @@ def check_section(values: dict, schema: type, prefix: str = "") -> list[str]:
     for key, kind in hints.items():
         where = f"{prefix}{key}"
         if key not in values:
-            problems.append(f"{where}: missing; the config must set it")
+            if kind is not Selected:  # nothing selected (logger=[]) leaves no section at all
+                problems.append(f"{where}: missing; the config must set it")
             continue
         value = values[key]
         if kind is Named:
             problems += check_named(where, value)
+        elif kind is Selected:
+            problems += check_selected(where, value)
         elif dataclasses.is_dataclass(kind):
             if isinstance(value, dict):
                 problems += check_section(value, kind, f"{where}.")
@@ -213,6 +235,19 @@ def check_named(section: str, values) -> list[str]:
         return [f"{section}.name: {name!r} is not allowed; use one of {', '.join(registry)}"]
     schema = registry[name]
     return check_section(values, schema, f"{section}.") if schema is not None else []
+
+
+def check_selected(section: str, values) -> list[str]:
+    registry = SELECTED_SECTIONS()[section]
+    if not isinstance(values, dict):
+        return [f"{section}: must be a section of any of {', '.join(registry)}, got {values!r}"]
+    problems = []
+    for name, options in values.items():
+        if name not in registry:
+            problems.append(unknown_key(f"{section}.{name}", list(registry)))
+        elif registry[name] is not None:
+            problems += check_section(options if isinstance(options, dict) else {}, registry[name], f"{section}.{name}.")
+    return problems
 
 
 def check(cfg: DictConfig) -> list[str]:

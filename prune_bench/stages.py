@@ -32,6 +32,7 @@ from .experiment import train as train_dense
 from .fileio import atomic_torch_save
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
+from .progress import Monitor
 from .pruning import NoPruner, Pruner, TrainContext
 from .pruning.hosts import SparseLearning, build_host
 from .train import FitState, Runtime, fit, load_checkpoint, restore, save_checkpoint
@@ -70,7 +71,7 @@ def stage_config(cfg, section) -> tuple[DictConfig, DictConfig, DictConfig]:
 
 
 def train_stage(stage: Stage, model: torch.nn.Module, hooks: Pruner, data: DeviceData, runtime: Runtime,
-                augment: bool, log) -> StageResult:
+                augment: bool, log, monitor: Monitor | None = None) -> StageResult:
     """Train `model` (built, on the device, holding the stage's starting weights) through the
     stage, resuming from its checkpoint; a finished shared stage is loaded, not trained."""
     trained_path = stage.directory / TRAINED
@@ -106,8 +107,10 @@ def train_stage(stage: Stage, model: torch.nn.Module, hooks: Pruner, data: Devic
             save_checkpoint(checkpoint_path, model_now, optimizer_now, scheduler_now, hooks, state_now, stage.stage_id)
 
     log(f"{stage.name} stage in {stage.directory}: {epochs} epochs at lr {stage.optimizer.lr:g}")
+    if monitor is not None:
+        monitor.start(stage.directory)
     model, state = fit(model, optimizer, scheduler, hooks, ctx, data, stage.trainer, stage.seed, augment,
-                       runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log)
+                       runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log, monitor=monitor)
     if stage.shared:
         atomic_torch_save({"run_id": stage.stage_id, "model": model.state_dict(), "state": asdict(state)},
                           trained_path)
@@ -121,8 +124,22 @@ def _summary(directory: Path, state: FitState, reused: bool) -> dict:
             "test_acc": evaluated[-1]["test_acc"] if evaluated else None, "train_s": state.train_seconds}
 
 
+def shared_stages(cfg, data_info: dict, runs_dir: Path) -> list[tuple[Path, str, int]]:
+    """(directory, identity, epochs) of the stages a run shares: the pretraining (the one-shot
+    pruners' shared training), then the sparse stage when pruner.sparse_learning is on."""
+    pretrain_id = run_identity(cfg, data_info, drop=("pruner",))
+    stages = [(runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{pretrain_id}", pretrain_id,
+               int(cfg.trainer.epochs))]
+    if cfg.pruner.sparse_learning:
+        sparse_id = config_hash({"pretrain": pretrain_id, "host": cfg.pruner.host,
+                                 "sparse": OmegaConf.to_container(cfg.pruner.sparse, resolve=True)})
+        stages.append((runs_dir / ".trained" / f"{cfg.model.name}_{cfg.pruner.host}-sparse-{sparse_id}", sparse_id,
+                       int(cfg.pruner.sparse.epochs)))
+    return stages
+
+
 def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir: Path, run_id: str,
-               created: Created, log) -> Trained:
+               created: Created, log, monitor: Monitor | None = None) -> Trained:
     """pretrain (shared) -> sparse stage (shared, if pruner.sparse_learning) -> fine-tune with
     the pruning phase (this run). Returns what experiment.py records. The fine-tune stage's
     schedule is checked first, before anything trains."""
@@ -137,19 +154,19 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
         model.load_state_dict(weights)
         return model
 
-    pretrain_id = run_identity(cfg, data.info, drop=("pruner",))
-    pretrain_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{pretrain_id}"
+    (pretrain_dir, pretrain_id, _), *sparse_stage = shared_stages(cfg, data.info, runs_dir)
     with created.lock(runs_dir / ".locks", f"trained-{pretrain_id}"):  # concurrent variants train it once
         created.folder(pretrain_dir)
-        pretrained = train_dense(cfg, data, runtime, NoPruner(), pretrain_dir, pretrain_id, log, shared=True)
+        if monitor is not None:
+            monitor.start(pretrain_dir)
+        pretrained = train_dense(cfg, data, runtime, NoPruner(), pretrain_dir, pretrain_id, log, shared=True,
+                                 monitor=monitor)
     pruner.stage_info = {"pretrain": _summary(pretrain_dir, pretrained.state, pretrained.reused)}
     weights = pretrained.model.state_dict()
 
-    if pruner.sparse_learning:
+    if sparse_stage:
         sparse_cfg = cfg.pruner.sparse
-        sparse_id = config_hash({"pretrain": pretrain_id, "host": cfg.pruner.host,
-                                 "sparse": OmegaConf.to_container(sparse_cfg, resolve=True)})
-        sparse_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.pruner.host}-sparse-{sparse_id}"
+        sparse_dir, sparse_id, _ = sparse_stage[0]
         optimizer_cfg, scheduler_cfg, trainer_cfg = stage_config(cfg, sparse_cfg)
         stage = Stage("sparse", sparse_dir, sparse_id, optimizer_cfg, scheduler_cfg, trainer_cfg, cfg.seed + 1, True)
         importance = cfg.pruner.importance
@@ -157,7 +174,7 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
         hooks = SparseLearning(host, float(sparse_cfg.reg))
         with created.lock(runs_dir / ".locks", f"sparse-{sparse_id}"):
             created.folder(sparse_dir)
-            sparse = train_stage(stage, fresh_model(weights, runtime), hooks, data, runtime, augment, log)
+            sparse = train_stage(stage, fresh_model(weights, runtime), hooks, data, runtime, augment, log, monitor)
         pruner.stage_info["sparse"] = _summary(sparse_dir, sparse.state, sparse.reused)
         weights = sparse.model.state_dict()
 
@@ -169,6 +186,6 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
         # threads, and slimmed ResNets have such shortcuts: the stage runs in the default format.
         runtime = replace(runtime, channels_last=False)
         log("fine-tune stage on CPU in the default memory format (channels_last crashes torch's slimmed convolutions)")
-    result = train_stage(stage, fresh_model(weights, runtime), pruner, data, runtime, augment, log)
+    result = train_stage(stage, fresh_model(weights, runtime), pruner, data, runtime, augment, log, monitor)
     return Trained(result.model, result.state, result.ctx, result.resumed_after)
 

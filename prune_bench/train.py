@@ -177,8 +177,11 @@ def fit(
     checkpoint: Callable[[nn.Module, torch.optim.Optimizer, object, FitState], None] | None = None,
     rebuild: Callable[[nn.Module], tuple] | None = None,
     log: Callable[[str], None] = print,
+    monitor=None,
 ) -> tuple[nn.Module, FitState]:
-    """Train from `state` to `trainer.epochs`. Returns the (possibly replaced) model and state."""
+    """Train from `state` to `trainer.epochs`. Returns the (possibly replaced) model and state.
+    `monitor` (progress.Monitor) hears of the progress within each epoch (progress lines and
+    progress.json; one device sync per report, at most every 10% of an epoch) and of each epoch."""
     epochs = trainer.epochs
     n_steps = steps_per_epoch(data.n_train, trainer.batch_size)
     train_model = torch.compile(model) if trainer.compile else model
@@ -192,6 +195,9 @@ def fit(
         seen = 0
         bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                    disable=runtime.progress != "bar", file=sys.stderr)
+        if monitor is not None:
+            monitor.start_epoch(epoch, epochs, n_steps, state)
+        done = 0
         for images, labels in train_batches(data, trainer.batch_size, seed, epoch, augment,
                                             runtime.channels_last):
             logits, loss, replaced = train_step(train_model, optimizer, pruner, images, labels,
@@ -207,9 +213,14 @@ def fit(
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += labels.numel()
             state.step += 1
+            done += 1
             bar.update(1)
             if runtime.progress == "bar" and state.step % REFRESH_EVERY == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+                if bad_step.item() >= 0:
+                    break
+            if monitor is not None and monitor.due(done):  # host-side counters and clock only
+                monitor.during_epoch(done, loss_sum.item() / seen, seen)
                 if bad_step.item() >= 0:
                     break
         bar.close()
@@ -241,6 +252,8 @@ def fit(
         log(_epoch_line(entry, epochs))
         if checkpoint is not None:
             checkpoint(model, optimizer, scheduler, state)
+        if monitor is not None:
+            monitor.after_epoch(entry, state, pruner.report())
     return model, state
 
 

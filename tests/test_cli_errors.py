@@ -47,7 +47,7 @@ def everything_under(folder: Path) -> list[str]:
      ["data.augment: must be true or false, got 'no'", "optimizer.nesterov: must be true or false, got 'maybe'",
       "trainer.epoch: unknown key; did you mean trainer.epochs?"]),
     (["foo=bar", "optimizer.lrr=0.1", "optimzer=adam"],  # found by Hydra, named by us
-     ["foo: unknown key; the top level has data, model, name, optimizer, paths, pruner, scheduler, seed, trainer",
+     ["foo: unknown key; the top level has data, logger, model, name, optimizer, paths, pruner, scheduler, seed, trainer",
       "optimizer.lrr: unknown key; did you mean optimizer.lr?", "optimzer: unknown key; did you mean optimizer?"]),
 ], ids=["types and added keys", "mistyped keys"])
 def test_config_mistakes_are_one_line_each_and_nothing_runs(tmp_path, extra, messages):

@@ -76,9 +76,9 @@ def test_a_dpm_run_reaches_its_speedup_and_records_it(finished):
     assert report["macs_original"] == 40_813_184 and report["params_original"] == 272_474  # ResNet-20, shortcut B
     counts = report["groups"]
     assert counts["picked"] == counts["removed"] + counts["released"] and report["pending"] == 0
-    events = {e["event"] for e in report["log"]}
+    events = {e["event"] for e in report["event_log"]}
     assert {"pick", "remove"} <= events
-    assert all({"step", "group", "channels"} <= set(e) for e in report["log"])
+    assert all({"step", "group", "channels"} <= set(e) for e in report["event_log"])
     assert report["latency_ms"]["original"] > 0 and report["latency_ms"]["batch"] == 128
     assert 0 < report["tp_ops_pct"] < 100
     assert report["channels"]["stages.0.0.conv1"][1] < 16 or report["channels"]["conv1"][1] < 16
@@ -146,7 +146,7 @@ def test_resume_after_crashes_mid_sparse_stage_and_mid_decay_is_bitwise_equal(fi
     assert any("resuming the finetune stage" in line and "after epoch 2 of 3" in line for line in lines)
     assert resumed["metrics"]["test_acc"] == whole["metrics"]["test_acc"]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in whole["history"]]
-    assert resumed["pruner"]["log"] == whole["pruner"]["log"]
+    assert resumed["pruner"]["event_log"] == whole["pruner"]["event_log"]
     for name, tensor in weights(whole).items():
         assert torch.equal(tensor, weights(resumed)[name]), name
 
@@ -246,3 +246,15 @@ def test_a_fine_tune_stage_too_short_for_the_decay_is_one_line_before_anything_t
         "more steps, but the fine-tune stage has 12 in all"]
     assert "epoch" not in result.stdout  # nothing trained
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_the_plan_counts_the_shared_stages_once_and_every_fine_tune(finished, tmp_path):
+    from prune_bench.plan import plan_jobs
+
+    runs, _, _ = finished
+    fresh = tmp_path / "runs"
+    planned = plan_jobs([([f"pruner.decay={decay}"], config(fresh, f"pruner.decay={decay}")) for decay in ("none", "sp")])
+    # 100 images: pretrain 1 epoch and sparse stage 2 once, then 3 fine-tune epochs per run
+    assert [job.images_left for job in planned] == [(1 + 2 + 3) * 100, 3 * 100]
+    assert plan_jobs([(["pruner.decay=sp"], config(runs, "pruner.decay=sp"))])[0].images_left == 3 * 100
+    assert plan_jobs([([], config(runs))])[0].images_left == 0  # finished

@@ -429,7 +429,7 @@ class DPMPruner(Pruner):
             "events_planned": self.events, "stages": self.stage_info,
             "channels": {name: shape for name, shape in layer_shapes(model).items() if len(shape) == 2},
             **self.results,
-            "log": self.log,
+            "event_log": self.log,
         }
 
     # ------------------------------------------------------------------ checkpoints

@@ -1,0 +1,186 @@
+"""Composed jobs -> where their runs live and what is left to do, without training anything.
+
+A run's directory is `<model>_<optimizer>_<pruner>-<hash>`, the hash over the semantic config and
+the data's fingerprint (dataset, format, n_train, n_test; config.run_identity). The fingerprint
+needs the data: it is read once per distinct data section from the decoded-data cache (about
+0.5 s for CIFAR-10; never downloaded here). A one-shot pruner's training lives in the shared
+runs/.trained/ directory; its cost counts once however many cells share it, and nothing once it
+is trained.
+
+Cost is training images (epochs left x training-set size). With earlier records of the same
+model on this device, it becomes hours at their median img/s (training only: evaluation and
+pruning are not counted).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import PruneBenchError
+from .status import CHECKPOINT, TRAINED, RunStatus, checkpoint_epoch, inspect_run
+
+
+@dataclass
+class PlannedJob:
+    overrides: list[str]
+    cfg: DictConfig
+    status: RunStatus
+    train_dir: Path | None = None  # the shared training of a one-shot pruner
+    n_train: int | None = None
+    images_left: int = 0  # training images still to go (shared trainings counted once)
+    speed: float | None = None  # img/s measured earlier for this model on this device
+    data_problem: str | None = None  # why the data could not be read (then the run dir is unknown)
+
+
+def data_info(data_cfg, cache: dict) -> dict:
+    """The data's fingerprint fields for a data section (read once per distinct section);
+    raises PruneBenchError when the data cannot be read (it is never downloaded here)."""
+    section = OmegaConf.to_container(data_cfg, resolve=True)
+    key = json.dumps(section, sort_keys=True)
+    if key not in cache:
+        from .data import load_arrays, per_class_subset
+
+        offline = OmegaConf.create({**section, "download": False})
+        try:
+            arrays, info = load_arrays(offline)
+            info["n_train"] = len(per_class_subset(arrays.train_labels, section.get("train_per_class")))
+            info["n_test"] = len(per_class_subset(arrays.test_labels, section.get("test_per_class")))
+            cache[key] = info
+        except PruneBenchError as error:
+            cache[key] = error
+    if isinstance(cache[key], Exception):
+        raise cache[key]
+    return cache[key]
+
+
+def device_key(cfg) -> tuple[str, str]:
+    """(type, name) of the device a job would run on here, as records store it."""
+    import torch
+
+    from .config import resolve_device
+
+    device = resolve_device(str(cfg.trainer.device))
+    if device.type == "cuda":
+        return "cuda", torch.cuda.get_device_name(device)
+    return device.type, platform.processor() or platform.machine()
+
+
+def measured_speeds(runs_dir: Path) -> dict[tuple, float]:
+    """Median training img/s per (device type, device name, model) over the finished records."""
+    from .results import collect_records
+
+    speeds: dict[tuple, list[float]] = {}
+    for record in collect_records(runs_dir) if Path(runs_dir).is_dir() else []:
+        rate = (record.get("timing") or {}).get("images_per_s")
+        if not rate or (record.get("timing") or {}).get("reused_trained_model"):
+            continue
+        device = record.get("device") or {}
+        key = (device.get("type"), device.get("name"), record["config"]["model"]["name"])
+        speeds.setdefault(key, []).append(rate)
+    return {key: statistics.median(values) for key, values in speeds.items()}
+
+
+def _epochs_left(directory: Path, epochs: int) -> int:
+    if (directory / TRAINED).is_file():
+        return 0
+    done = checkpoint_epoch(directory / CHECKPOINT) if (directory / CHECKPOINT).is_file() else None
+    return epochs - (done or 0)
+
+
+def _staged_epochs_left(cfg, info: dict, runs_dir: Path, run_dir: Path, counted: set[Path]) -> int:
+    """A run with stages (stages.py): its fine-tune stage, plus the shared stages it needs that no
+    other job counted yet."""
+    from .stages import shared_stages
+
+    left = _epochs_left(run_dir, int(cfg.pruner.finetune.epochs))
+    for directory, _, epochs in shared_stages(cfg, info, runs_dir):
+        if directory not in counted:
+            left += _epochs_left(directory, epochs)
+            counted.add(directory)
+    return left
+
+
+def plan_jobs(jobs: list[tuple[list[str], DictConfig]]) -> list[PlannedJob]:
+    """The state of every job's run, and the training images each still needs."""
+    from .config import run_identity
+    from .experiment import run_label
+    from .pruning import build_pruner
+
+    cache: dict = {}
+    speeds_by_dir: dict[Path, dict] = {}
+    shared_counted: set[Path] = set()
+    planned = []
+    for overrides, cfg in jobs:
+        label = " ".join(overrides)
+        runs_dir = Path(str(cfg.paths.runs_dir)).expanduser()
+        try:
+            info = data_info(cfg.data, cache)
+        except PruneBenchError as error:
+            status = RunStatus("pending", label, "data not read here (see below)", job=overrides,
+                               epochs=cfg.trainer.epochs)
+            planned.append(PlannedJob(overrides, cfg, status, data_problem=str(error)))
+            continue
+        run_dir = runs_dir / f"{run_label(cfg)}-{run_identity(cfg, info)}"
+        status = inspect_run(run_dir) if run_dir.is_dir() else RunStatus(
+            "pending", run_dir.name, "no run directory yet", run_dir, epochs=cfg.trainer.epochs)
+        status.job = overrides
+        job = PlannedJob(overrides, cfg, status, n_train=info["n_train"])
+        epochs = int(cfg.trainer.epochs)
+        if status.state not in ("finished", "diverged"):
+            extra = int(cfg.pruner.get("finetune_epochs") or 0)
+            pruner = build_pruner(cfg.pruner)
+            if pruner.staged:  # DPM: shared pretraining and sparse stage, then its own fine-tune stage
+                left = _staged_epochs_left(cfg, info, runs_dir, run_dir, shared_counted)
+            elif pruner.acts_during_training:
+                left = _epochs_left(run_dir, epochs)
+            else:
+                train_id = run_identity(cfg, info, drop=("pruner",))
+                job.train_dir = runs_dir / ".trained" / f"{cfg.model.name}_{cfg.optimizer.name}-{train_id}"
+                left = 0 if job.train_dir in shared_counted else _epochs_left(job.train_dir, epochs)
+                shared_counted.add(job.train_dir)
+                if status.state == "pending" and left == 0 and (job.train_dir / TRAINED).is_file():
+                    status.detail = "no run directory yet; its shared training is done (pruning only)"
+            job.images_left = (left + extra) * info["n_train"]
+        if runs_dir not in speeds_by_dir:
+            speeds_by_dir[runs_dir] = measured_speeds(runs_dir)
+        job.speed = speeds_by_dir[runs_dir].get((*device_key(cfg), str(cfg.model.name)))
+        planned.append(job)
+    return planned
+
+
+def cost_text(job: PlannedJob) -> str:
+    if job.status.state in ("finished", "diverged"):
+        return ""
+    if job.n_train is None:
+        return f"{job.status.epochs} epochs x ? images"
+    if job.images_left == 0:
+        return "no training left"
+    text = f"{job.images_left / job.n_train:g} epochs x {job.n_train:,} images"
+    if job.speed:
+        text += f" = {job.images_left / job.speed / 3600:.2f} h at {job.speed:.0f} img/s"
+    return text
+
+
+def cost_total(jobs: list[PlannedJob]) -> str:
+    images = sum(job.images_left for job in jobs)
+    known = [job for job in jobs if job.images_left and job.speed]
+    hours = sum(job.images_left / job.speed for job in known) / 3600
+    text = f"to train: {images:,} images"
+    if known:
+        unknown = sum(1 for job in jobs if job.images_left and not job.speed)
+        text += f", about {hours:.2f} h on this device (training only"
+        text += f"; {unknown} runs with no earlier record of their model here)" if unknown else ")"
+    elif images:
+        text += " (no earlier record of these models on this device: no time estimate)"
+    unread = [job for job in jobs if job.data_problem]
+    if unread:
+        text += f", and {len(unread)} runs whose data is not readable here yet"
+        for problem in sorted({job.data_problem for job in unread}):
+            text += f"\n  {problem}"
+    return text
