@@ -108,6 +108,9 @@ def run_command(overrides: list[str]) -> int:
 
     jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
     if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
+        from .plan import check_schedules
+
+        check_schedules(jobs)  # and its pruning schedule checked against its data
         ensure_writable(*_sweep_dir(overrides, jobs[0][1]))
     from .launch import task as run_task
 

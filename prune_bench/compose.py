@@ -85,13 +85,12 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def compose_jobs(overrides: list[str]) -> list[tuple[list[str], DictConfig]]:
-    """Every job of the sweep `overrides` describes, composed and validated: (its overrides,
-    its config). Raises one ConfigError listing the problems of every bad job, one line each
-    (a job's line names its overrides when the sweep has more than one job)."""
+def compose_all(jobs: list[list[str]]) -> list[tuple[list[str], DictConfig]]:
+    """Every job (a list of overrides) composed and validated: (its overrides, its config).
+    Raises one ConfigError listing the problems of every bad job, one line each (a job's line
+    names its overrides when there is more than one job)."""
     from .config import validate
 
-    jobs = expand_sweep(overrides)
     composed, problems = [], []
     for job in jobs:
         prefix = f"[{' '.join(job)}] " if len(jobs) > 1 else ""
@@ -105,3 +104,8 @@ def compose_jobs(overrides: list[str]) -> list[tuple[list[str], DictConfig]]:
     if problems:
         raise ConfigError("\n".join(problems))
     return composed
+
+
+def compose_jobs(overrides: list[str]) -> list[tuple[list[str], DictConfig]]:
+    """Every job of the sweep `overrides` describes, composed and validated (compose_all)."""
+    return compose_all(expand_sweep(overrides))

@@ -56,7 +56,8 @@ def run_label(cfg: DictConfig) -> str:
 
 def run(cfg: DictConfig, log=print) -> dict:
     """Run (or resume, or just report) the experiment `cfg` describes. Returns its record.
-    A failure before the run has a checkpoint or a record removes what it created (workspace.py)."""
+    Bad input or an interruption before the run has a checkpoint or a record removes what it
+    created (workspace.py); any other exception leaves its reason in the run's failed.json."""
     validate(cfg)
     device = resolve_device(str(cfg.trainer.device))
     if device.type == "cuda":
@@ -76,8 +77,12 @@ def run(cfg: DictConfig, log=print) -> dict:
                 return _already_done(run_dir / RECORD, log)
             return _run_locked(cfg, data, device, run_id, runs_dir, run_dir, created, log)
     except BaseException as error:
-        created.remove_unfinished()
-        if isinstance(error, OSError) and (problem := unwritable(error, runs_dir)):
+        problem = unwritable(error, runs_dir) if isinstance(error, OSError) else None
+        # Bad input (a one-line error) or an interruption before anything was worth keeping
+        # leaves nothing behind; a crash keeps its folder, whose failed.json says why.
+        if problem or isinstance(error, (PruneBenchError, KeyboardInterrupt, SystemExit)):
+            created.remove_unfinished()
+        if problem:
             raise problem from None
         raise
 

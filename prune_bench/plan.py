@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import PruneBenchError
+from .errors import ConfigError, PruneBenchError
 from .status import CHECKPOINT, TRAINED, RunStatus, checkpoint_epoch, inspect_run
 
 
@@ -57,6 +57,30 @@ def data_info(data_cfg, cache: dict) -> dict:
     if isinstance(cache[key], Exception):
         raise cache[key]
     return cache[key]
+
+
+def check_schedules(jobs: list[tuple[list[str], DictConfig]]) -> None:
+    """What a job can only check once its training-set size is known (a gradual pruner's events
+    against the run's steps: Pruner.plan), for every job before any trains. Raises one
+    ConfigError with a line per problem; jobs whose data cannot be read here are left to their
+    own run, which says why."""
+    from .data import steps_per_epoch
+    from .pruning import build_pruner
+
+    cache: dict = {}
+    problems = []
+    for overrides, cfg in jobs:
+        try:
+            info = data_info(cfg.data, cache)
+            total_steps = steps_per_epoch(info["n_train"], cfg.trainer.batch_size) * cfg.trainer.epochs
+            build_pruner(cfg.pruner).plan(total_steps)
+        except ConfigError as error:
+            prefix = f"[{' '.join(overrides)}] " if len(jobs) > 1 else ""
+            problems += [f"{prefix}{line}" for line in str(error).splitlines()]
+        except PruneBenchError:
+            continue
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def device_key(cfg) -> tuple[str, str]:

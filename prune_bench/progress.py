@@ -148,10 +148,10 @@ def read_json(path: Path) -> dict | None:
 @contextlib.contextmanager
 def note_failure(run_dir: Path):
     """Around one attempt at a run: a stale failed.json goes on entry; an exception leaves the
-    reason in failed.json (then propagates). A run folder with nothing worth keeping (no
-    checkpoint, no trained model) is removed after a failure all the same (workspace.py), so the
-    reason then lives only in the command's error. Ctrl-C, SIGKILL and a scheduler's exit are
-    not failures: the run is interrupted and resumes."""
+    reason in failed.json (then propagates). Bad input (a PruneBenchError) before the run has
+    anything worth keeping removes its folder (experiment.run, workspace.py), so that reason lives
+    only in the command's one-line error. Ctrl-C, SIGKILL and a scheduler's exit are not
+    failures: the run is interrupted and resumes."""
     run_dir = Path(run_dir)
     (run_dir / FAILED).unlink(missing_ok=True)
     try:

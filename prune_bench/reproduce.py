@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .compose import compose_config, expand_sweep
+from .compose import compose_all, expand_sweep
 from .errors import ConfigError, PruneBenchError
 from .paths import conf_dir
 
@@ -89,24 +89,6 @@ def cell_labels(jobs: list[list[str]]) -> list[str]:
     return [" ".join(o for o in job if o not in common) for job in jobs]
 
 
-def compose_all(jobs: list[list[str]]) -> list:
-    """Every job composed and validated; one ConfigError with a line per problem of any job."""
-    from .config import validate
-
-    composed, problems = [], []
-    for job in jobs:
-        try:
-            cfg = compose_config(job)
-            validate(cfg)
-        except ConfigError as error:
-            problems += [f"[{' '.join(job)}] {line}" for line in str(error).splitlines()]
-            continue
-        composed.append((job, cfg))
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return composed
-
-
 def _failure_reason(job_return) -> str | None:
     from hydra.core.utils import JobStatus
 
@@ -119,7 +101,7 @@ def _failure_reason(job_return) -> str | None:
 def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[str],
               dry_run: bool = False, log=print) -> list[str]:
     """Run the paper's grid (or with dry_run, list it). Returns the failed runs, one line each."""
-    from .plan import cost_text, cost_total, plan_jobs
+    from .plan import check_schedules, cost_text, cost_total, plan_jobs
     from .status import render
 
     spec = load_grid(paper)
@@ -127,6 +109,7 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
     job_overrides = [o for o in overrides if not is_launcher_override(o)]
     jobs = grid_jobs(spec, budget, seeds or list(spec["seeds"]), job_overrides)
     composed = compose_all(jobs)  # nothing runs unless every job is valid
+    check_schedules(composed)  # nor unless every pruner's schedule fits its run
     planned = plan_jobs(composed)
     note = spec["budgets"][budget].get("note", "")
     log(f"{paper}, budget {budget}: {len(planned)} runs{f' ({note})' if note else ''}")

@@ -122,3 +122,13 @@ def test_a_sweep_is_validated_before_any_job_trains(tmp_path):
         assert line.startswith("prune-bench: error: [") and f"seed={seed} optimizer.lr=0]" in line
         assert line.endswith("] optimizer.lr: must be a number > 0, got 0")
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/*"))
+
+
+def test_a_sweep_checks_every_pruning_schedule_against_its_data_before_any_job_trains(tmp_path):
+    # the first job is fine; the second's interval outlasts its run, which only its data size shows
+    result = run_cli(tiny(tmp_path, "-m", "pruner=gmp", "pruner.events=2,null"), cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and "pruner.events=null" in lines[0]
+    assert "pruner.interval: 2000 steps is not shorter than the pruning span" in lines[0]
+    assert not (tmp_path / "runs").exists()

@@ -135,14 +135,20 @@ def test_status_cli_on_a_run_m_sweep_and_for_a_paper(tmp_path):
 
 def test_watch_refreshes_until_interrupted(tmp_path):
     (tmp_path / "runs").mkdir()
+    # Ctrl-C as a terminal sends it: a shell that started these tests in the background passes
+    # SIGINT down as ignored, so the child gets the default handler back first.
     watcher = subprocess.Popen([sys.executable, "-m", "prune_bench.cli", "status", "--runs", str(tmp_path / "runs"),
                                 "--watch", "0.2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(__file__)))})
-    refreshes = 0
-    while refreshes < 2:  # two refreshes, then Ctrl-C
-        line = watcher.stdout.readline()
-        assert line, watcher.stderr.read()
-        refreshes += line.startswith("0 runs: 0 finished")
-    watcher.send_signal(signal.SIGINT)
-    _, err = watcher.communicate(timeout=30)
+                               env={**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(__file__)))},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    try:
+        refreshes = 0
+        while refreshes < 2:  # two refreshes, then Ctrl-C
+            line = watcher.stdout.readline()
+            assert line, watcher.stderr.read()
+            refreshes += line.startswith("0 runs: 0 finished")
+        watcher.send_signal(signal.SIGINT)
+        _, err = watcher.communicate(timeout=30)
+    finally:
+        watcher.kill()
     assert watcher.returncode == 0, err

@@ -14,6 +14,7 @@ from prune_bench.errors import ConfigError
 
 DATA = {
     "cifar10-official": {"dataset": "cifar10", "format": "official", "n_train": 50000, "n_test": 10000},
+    "cifar10-jpeg": {"dataset": "cifar10", "format": "jpeg", "n_train": 50000, "n_test": 10000},
     "cifar10-jpeg-n5000": {"dataset": "cifar10", "format": "jpeg", "n_train": 5000, "n_test": 10000},
     "cifar10-synthetic": {"dataset": "cifar10", "format": "synthetic", "n_train": 2000, "n_test": 500},
 }
@@ -157,6 +158,18 @@ def test_sga2024_holds_adam_and_stochgradadam_only_and_keeps_reduced_budgets_apa
     assert quick["setting"].startswith("other") and math.isnan(quick["acc_p50_paper"])
     full = rows(table, model="resnet56", optimizer="adam", setting="paper").iloc[0]
     assert full["n"] == 1 and full["acc_p50_paper"] == 33.12 and full["acc_p50_diff"] == pytest.approx(1.88)
+
+
+def test_a_full_budget_run_on_the_jpeg_copy_meets_the_paper_in_a_row_of_its_own():
+    spec = results.load_table_spec("sga2024")
+    p50 = lambda acc: {"test_acc_trained": acc + 10, "levels": {"p50": {"test_acc": acc}}}  # noqa: E731
+    records = [run_record(["+exp=resnet56_adam_p50"], 35.0, metrics=p50(35.0)),
+               run_record(["+exp=resnet56_adam_p50", "data=cifar10_jpeg"], 34.0, data="cifar10-jpeg", metrics=p50(34.0))]
+    table = results.build_table("sga2024", spec, records)
+    official, jpeg = (rows(table, model="resnet56", optimizer="adam", data=label).iloc[0]
+                      for label in ("cifar10-official", "cifar10-jpeg"))
+    assert official["setting"] == jpeg["setting"] == "paper" and official["n"] == jpeg["n"] == 1
+    assert jpeg["acc_p50"] == 34.0 and jpeg["acc_p50_paper"] == 33.12 and jpeg["acc_p50_diff"] == pytest.approx(0.88)
 
 
 def test_fggp2024_puts_fggp_gmp_and_the_annealed_baseline_side_by_side():

@@ -1,9 +1,13 @@
 """A failed run takes back what it created under the runs folder, and only that."""
 
+import json
+
 import pytest
 
 from conftest import make_config
 from prune_bench import experiment
+from prune_bench.errors import ConfigError
+from prune_bench.status import inspect_run
 from prune_bench.workspace import Created
 
 
@@ -38,11 +42,23 @@ class Boom(Exception):
 
 
 @pytest.mark.parametrize("pruner", ["none", "magnitude"])  # magnitude: the shared .trained folder too
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_overrides, tmp_path, monkeypatch, pruner):
+def test_bad_input_found_before_the_first_checkpoint_leaves_nothing(tiny_overrides, tmp_path, monkeypatch, pruner):
     def fail(*args, **kwargs):
-        raise Boom()
+        raise ConfigError("pruner.x: found late")
+
+    monkeypatch.setattr(experiment, "fit", fail)
+    with pytest.raises(ConfigError):
+        experiment.run(make_config([*tiny_overrides, f"pruner={pruner}"]), log=lambda *a: None)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_crash_before_the_first_checkpoint_keeps_its_folder_and_says_why(tiny_overrides, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise Boom("out of memory")
 
     monkeypatch.setattr(experiment, "fit", fail)
     with pytest.raises(Boom):
-        experiment.run(make_config([*tiny_overrides, f"pruner={pruner}"]), log=lambda *a: None)
-    assert not (tmp_path / "runs").exists()
+        experiment.run(make_config(tiny_overrides), log=lambda *a: None)
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    assert json.loads((run_dir / "failed.json").read_text())["reason"] == "Boom: out of memory"
+    assert inspect_run(run_dir).state == "failed"
