@@ -72,8 +72,11 @@ def check_schedules(jobs: list[tuple[list[str], DictConfig]]) -> None:
     for overrides, cfg in jobs:
         try:
             info = data_info(cfg.data, cache)
-            total_steps = steps_per_epoch(info["n_train"], cfg.trainer.batch_size) * cfg.trainer.epochs
-            build_pruner(cfg.pruner).plan(total_steps)
+            n_steps = steps_per_epoch(info["n_train"], cfg.trainer.batch_size)
+            pruner = build_pruner(cfg.pruner)
+            pruner.plan(n_steps * cfg.trainer.epochs)
+            if pruner.staged:  # and the stage it prunes in (stages.py)
+                pruner.plan_stage(n_steps)
         except ConfigError as error:
             prefix = f"[{' '.join(overrides)}] " if len(jobs) > 1 else ""
             problems += [f"{prefix}{line}" for line in str(error).splitlines()]

@@ -144,7 +144,7 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
     the pruning phase (this run). Returns what experiment.py records. The fine-tune stage's
     schedule is checked first, before anything trains."""
     runs_dir = run_dir.parent
-    pruner.plan_stage(steps_per_epoch(data.n_train, cfg.trainer.batch_size), cfg.pruner.finetune.epochs)
+    pruner.plan_stage(steps_per_epoch(data.n_train, cfg.trainer.batch_size))
     augment = bool(cfg.data.augment)
     options = _model_options(cfg.model)
     pruner.model_spec = {"name": cfg.model.name, "num_classes": data.num_classes, "options": options}

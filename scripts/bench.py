@@ -279,7 +279,8 @@ def _dpm_pruner(model, optimizer, device: torch.device, events: int, decaying_ev
     cfg = OmegaConf.load(conf_dir() / "pruner" / "dpm.yaml")
     reduction = decaying_events / events * (1 - 1 / 2.11)  # of the MACs, as in the 2.11x recipe
     OmegaConf.update(cfg, "speedup", 1 / (1 - reduction))
-    for key, value in {"decay": "sp+sr", "prune_epochs": 1, "prune_steps": 1, "sp_steps": 10**6}.items():
+    for key, value in {"decay": "sp+sr", "prune_epochs": 1, "prune_steps": 1, "sp_steps": 10**6,
+                       "finetune.epochs": 10**7}.items():
         OmegaConf.update(cfg, key, value)
     pruner = build_pruner(cfg)
     pruner.start(TrainContext(model, optimizer, None, 1, 10**7, 0, device))

@@ -246,6 +246,13 @@ def test_a_fine_tune_stage_too_short_for_the_decay_is_one_line_before_anything_t
         "more steps, but the fine-tune stage has 12 in all"]
     assert "epoch" not in result.stdout  # nothing trained
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+    sweep = run_cli(["run", "-m", *TINY_DPM, "pruner.sp_steps=2,20", f"paths.runs_dir={tmp_path / 'runs'}"],
+                    cwd=tmp_path)  # a sweep checks every job before the first trains
+    assert sweep.returncode == 2 and "epoch" not in sweep.stdout
+    lines = sweep.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pruner.sp_steps=20 " in lines[0] and "pruner.sp_steps=2 " not in lines[0]
+    assert lines[0].endswith("] pruner.sp_steps: a group picked at the end of the pruning phase (step 8) needs 20 "
+                             "more steps, but the fine-tune stage has 12 in all")
 
 
 def test_the_plan_counts_the_shared_stages_once_and_every_fine_tune(finished, tmp_path):

@@ -116,14 +116,15 @@ class DPMPruner(Pruner):
         self.channels_last = _is_channels_last(ctx.model)
         self.macs_original = self.mac_counter.total()
         self.params_original = sum(p.numel() for p in ctx.model.parameters())
-        self.plan_stage(ctx.steps_per_epoch, ctx.total_steps // ctx.steps_per_epoch)
+        self.plan_stage(ctx.steps_per_epoch)
         self._project()
 
-    def plan_stage(self, steps_per_epoch: int, epochs: int) -> None:
+    def plan_stage(self, steps_per_epoch: int) -> None:
         """The fine-tune stage's schedule: the selection events, and how long SR may act. Raises
-        ConfigError when it does not fit (stages.py calls it before anything trains)."""
+        ConfigError when it does not fit (a sweep checks it before any job trains, stages.py
+        before the run's first stage)."""
         phase = self.cfg["prune_epochs"] * steps_per_epoch
-        total = epochs * steps_per_epoch
+        total = self.cfg["finetune"]["epochs"] * steps_per_epoch
         n_events = self.cfg["prune_steps"]
         if n_events > phase:
             raise ConfigError(f"pruner.prune_steps: {n_events} events do not fit in the pruning phase's {phase} steps")
