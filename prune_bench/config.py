@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .loggers import validate_loggers
 from .models import build_model
 from .optim import OPTIMIZERS, SCHEDULERS
-from .pruning import PRUNERS, select_prunable
+from .pruning import PRUNERS, pruner_model_check, select_prunable
 from .registry import in_range
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
@@ -104,14 +104,15 @@ def _check_model(cfg: DictConfig, num_classes: int) -> list[str]:
         return [str(error)]
     except (TypeError, ValueError) as error:
         return [f"model: {' '.join(str(error).split())}"]
+    problems = pruner_model_check(cfg, model)  # a pruner's checks that need the model (dpm: shortcuts, BN)
     pruner = cfg.pruner
     if "layers" not in pruner:
-        return []
+        return problems
     selection = {key: pruner.get(key, False) for key in ("layers", "skip_first_conv", "skip_last_linear")}
     if not select_prunable(model, tuple(selection.pop("layers")), **selection):
         chosen = ", ".join(f"{key} {_as_typed(pruner.get(key))}" for key in ("layers", *selection))
-        return [f"pruner.layers: {cfg.model.name} has no prunable weights with these options ({chosen})"]
-    return []
+        return problems + [f"pruner.layers: {cfg.model.name} has no prunable weights with these options ({chosen})"]
+    return problems
 
 
 def _as_typed(value) -> str:

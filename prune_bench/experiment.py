@@ -105,7 +105,11 @@ def _run_locked(cfg, data: DeviceData, device, run_id: str, runs_dir: Path, run_
     monitor = Monitor(run_dir, runtime.progress == "lines", log,
                       Sinks(cfg.get("logger"), run_dir, run_id, OmegaConf.to_container(cfg, resolve=True)))
     try:
-        if pruner.acts_during_training:
+        if pruner.staged:  # pretrain -> sparse stage -> fine-tune with pruning (DPM): stages.py
+            from .stages import run_stages
+
+            trained = run_stages(cfg, data, runtime, pruner, run_dir, run_id, created, log, monitor)
+        elif pruner.acts_during_training:
             monitor.start(run_dir)
             trained = train(cfg, data, runtime, pruner, run_dir, run_id, log, monitor=monitor)
         else:

@@ -72,8 +72,11 @@ def check_schedules(jobs: list[tuple[list[str], DictConfig]]) -> None:
     for overrides, cfg in jobs:
         try:
             info = data_info(cfg.data, cache)
-            total_steps = steps_per_epoch(info["n_train"], cfg.trainer.batch_size) * cfg.trainer.epochs
-            build_pruner(cfg.pruner).plan(total_steps)
+            n_steps = steps_per_epoch(info["n_train"], cfg.trainer.batch_size)
+            pruner = build_pruner(cfg.pruner)
+            pruner.plan(n_steps * cfg.trainer.epochs)
+            if pruner.staged:  # and the stage it prunes in (stages.py)
+                pruner.plan_stage(n_steps)
         except ConfigError as error:
             prefix = f"[{' '.join(overrides)}] " if len(jobs) > 1 else ""
             problems += [f"{prefix}{line}" for line in str(error).splitlines()]
@@ -117,6 +120,19 @@ def _epochs_left(directory: Path, epochs: int) -> int:
     return epochs - (done or 0)
 
 
+def _staged_epochs_left(cfg, info: dict, runs_dir: Path, run_dir: Path, counted: set[Path]) -> int:
+    """A run with stages (stages.py): its fine-tune stage, plus the shared stages it needs that no
+    other job counted yet."""
+    from .stages import shared_stages
+
+    left = _epochs_left(run_dir, int(cfg.pruner.finetune.epochs))
+    for directory, _, epochs in shared_stages(cfg, info, runs_dir):
+        if directory not in counted:
+            left += _epochs_left(directory, epochs)
+            counted.add(directory)
+    return left
+
+
 def plan_jobs(jobs: list[tuple[list[str], DictConfig]]) -> list[PlannedJob]:
     """The state of every job's run, and the training images each still needs."""
     from .config import run_identity
@@ -145,7 +161,10 @@ def plan_jobs(jobs: list[tuple[list[str], DictConfig]]) -> list[PlannedJob]:
         epochs = int(cfg.trainer.epochs)
         if status.state not in ("finished", "diverged"):
             extra = int(cfg.pruner.get("finetune_epochs") or 0)
-            if build_pruner(cfg.pruner).acts_during_training:
+            pruner = build_pruner(cfg.pruner)
+            if pruner.staged:  # DPM: shared pretraining and sparse stage, then its own fine-tune stage
+                left = _staged_epochs_left(cfg, info, runs_dir, run_dir, shared_counted)
+            elif pruner.acts_during_training:
                 left = _epochs_left(run_dir, epochs)
             else:
                 train_id = run_identity(cfg, info, drop=("pruner",))

@@ -151,6 +151,17 @@ def train_step(model, optimizer, pruner: Pruner, images, labels, step: int, runt
     return logits, loss, pruner.after_step(step)
 
 
+def rebuild_keeping_state(rebuild, model, optimizer, scheduler, pruner: Pruner):
+    """A new optimizer and scheduler for a model whose shapes changed: same hyperparameters, the
+    scheduler at the same step, and the optimizer state (momentum, Adam moments) of the surviving
+    entries, which the pruner cuts out of the old state."""
+    optimizer_state, scheduler_state = optimizer.state_dict(), scheduler.state_dict()
+    optimizer, scheduler = rebuild(model)
+    optimizer.load_state_dict(pruner.carry_optimizer_state(optimizer_state))
+    scheduler.load_state_dict(scheduler_state)
+    return optimizer, scheduler
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -193,7 +204,7 @@ def fit(
                                                 state.step, runtime, trainer.label_smoothing)
             if replaced is not None:  # a structural pruner changed the shapes
                 model = train_model = replaced
-                optimizer, scheduler = rebuild(model)
+                optimizer, scheduler = rebuild_keeping_state(rebuild, model, optimizer, scheduler, pruner)
                 ctx.model, ctx.optimizer = model, optimizer
             scheduler.step()
             detached = loss.detach()

@@ -76,7 +76,7 @@ def test_a_bad_value_in_the_last_job_stops_everything_before_training(tmp_path):
 
 
 def test_unknown_paper_and_bad_seeds_are_one_line(tmp_path):
-    for args, message in [(["nopaper"], "paper: unknown paper 'nopaper'; allowed: baselines, fggp2024"),
+    for args, message in [(["nopaper"], "paper: unknown paper 'nopaper'; allowed: baselines, dpm2024, fggp2024"),
                           (["smoke", "--seeds", "1,x"], "--seeds: a comma-separated list of integers >= 0")]:
         result = run_cli(["reproduce", *args], cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

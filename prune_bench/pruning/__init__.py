@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..registry import Component
 from .base import NoPruner, NoPrunerSection, Pruner, TrainContext
+from .dpm import DPM, DPMPruner, check_dpm_model
 from .erk import erk_densities, erk_masks
 from .gradual import (
     FGGPPruner,
@@ -24,6 +25,7 @@ from .gradual import (
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
+from .shapes import load_pruned_model
 
 PRUNERS = {
     "none": Component(lambda cfg: NoPruner(), schema=NoPrunerSection),
@@ -31,7 +33,16 @@ PRUNERS = {
     "gmp": Component(GradualPruner, check_gradual, schema=GMPSection),
     "fggp": Component(FGGPPruner, check_fggp, schema=FGGPSection),
     "magfirst": Component(MagnitudeFirstPruner, check_magfirst, schema=MagFirstSection),
+    "dpm": DPM,
 }
+
+# Pruner checks that need the model (built on the meta device by config.validate).
+MODEL_CHECKS = {"dpm": check_dpm_model}
+
+
+def pruner_model_check(cfg, model) -> list[str]:
+    check = MODEL_CHECKS.get(cfg.pruner.name)
+    return check(cfg, model) if check else []
 
 
 def build_pruner(cfg) -> Pruner:
@@ -41,7 +52,7 @@ def build_pruner(cfg) -> Pruner:
 
 
 __all__ = [
-    "PRUNERS", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner", "TrainContext",
-    "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_layer_masks", "gmp_masks", "magfirst_masks",
-    "magnitude_masks", "select_prunable",
+    "PRUNERS", "DPMPruner", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner",
+    "TrainContext", "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_layer_masks",
+    "gmp_masks", "load_pruned_model", "magfirst_masks", "magnitude_masks", "pruner_model_check", "select_prunable",
 ]

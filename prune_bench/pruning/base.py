@@ -34,6 +34,8 @@ class Pruner:
                           may return a new nn.Module (structural pruning)
     finish(evaluate)      after training: one-shot levels, fine-tuning; returns record metrics
     report()              target and achieved sparsity etc. for the record
+    carry_optimizer_state(state)  after after_step handed back a model: the old optimizer's
+                          state_dict re-shaped for it (entries of removed channels dropped)
     """
 
     name = "none"
@@ -41,6 +43,9 @@ class Pruner:
     # dense model once per training config and shares it between their runs.
     acts_during_training = True
     finetune_epochs = 0  # > 0: after finish(), train this many epochs more, hooks still active
+    # True for pruners whose run has stages (DPM: pretrain -> sparse stage -> fine-tune with
+    # the pruning phase); stages.py runs them.
+    staged = False
 
     def plan(self, total_steps: int) -> None:
         pass
@@ -53,6 +58,9 @@ class Pruner:
 
     def after_step(self, step: int) -> nn.Module | None:
         return None
+
+    def carry_optimizer_state(self, state: dict) -> dict:
+        return state
 
     def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
         return {}

@@ -1,0 +1,444 @@
+"""DPM on Torch-Pruning: hosts, Smooth Pruning, Self-Rectifying, exact removal, optimizer state
+across removals, MAC counting, config checks. Tiny models, one thread."""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_pruning as tp
+from omegaconf import OmegaConf
+
+from conftest import make_config
+from prune_bench.config import validate
+from prune_bench.errors import ConfigError, PruneBenchError
+from prune_bench.metrics import count_params_macs
+from prune_bench.models import build_model
+from prune_bench.paths import conf_dir
+from prune_bench.pruning import TrainContext, build_pruner
+from prune_bench.pruning.shapes import MacCounter, layer_shapes, restore_shapes
+from prune_bench.train import rebuild_keeping_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def dpm_config(**overrides):
+    """conf/pruner/dpm.yaml sized for Loop: the pruning phase is its first 10 steps."""
+    cfg = OmegaConf.load(conf_dir() / "pruner" / "dpm.yaml")
+    small = {"prune_epochs": 1, "prune_steps": 1, "sp_steps": 5, "sr_cooldown": 10}
+    for key, value in {**small, **overrides}.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+class Loop:
+    """The training loop's hook order on random data, with SGD, for a pruner under test."""
+
+    def __init__(self, pruner, model="resnet20", steps_per_epoch=10, epochs=3, lr=0.05, momentum=0.9,
+                 weight_decay=5e-4, seed=0):
+        torch.manual_seed(seed)
+        self.model = build_model(model, shortcut="B") if model.startswith("resnet") else build_model(model)
+        self.hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer, self.scheduler = self.rebuild(self.model)
+        self.pruner = pruner
+        self.ctx = TrainContext(self.model, self.optimizer, None, steps_per_epoch, steps_per_epoch * epochs, seed,
+                                torch.device("cpu"))
+        pruner.start(self.ctx)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step_count = 0
+        self.extra_loss = None  # a function of the model added to the loss (a constructed gradient)
+
+    def rebuild(self, model):
+        optimizer = torch.optim.SGD(model.parameters(), **self.hyper)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    def batch(self, n=8):
+        images = torch.randn(n, 3, 32, 32, generator=self.generator)
+        return images, torch.randint(0, 10, (n,), generator=self.generator)
+
+    def step(self):
+        images, labels = self.batch()
+        loss = F.cross_entropy(self.model(images), labels)
+        if self.extra_loss is not None:
+            loss = loss + self.extra_loss(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.pruner.after_backward(self.step_count)
+        self.optimizer.step()
+        replaced = self.pruner.after_step(self.step_count)
+        if replaced is not None:
+            self.model = replaced
+            self.optimizer, self.scheduler = rebuild_keeping_state(self.rebuild, replaced, self.optimizer,
+                                                                   self.scheduler, self.pruner)
+            self.ctx.model, self.ctx.optimizer = replaced, self.optimizer
+        self.scheduler.step()
+        self.step_count += 1
+        return replaced
+
+
+def channel_norm(pruner, group, channel):
+    return float(pruner.host.groups[group].sq_norms()[channel].sqrt())
+
+
+# ---------------------------------------------------------------------------------- hosts
+
+
+def test_group_norms_are_torch_prunings_group_l2_with_biases():
+    """A channel's joint norm covers exactly what Torch-Pruning's group L2 importance sums
+    (conv filters, BN scales and shifts, next layers' input columns, conv biases)."""
+    for name in ("resnet20", "vgg16_bn"):
+        pruner = build_pruner(dpm_config(decay="sp"))
+        loop = Loop(pruner, model=name)
+        importance = tp.importance.GroupMagnitudeImportance(p=2, group_reduction="sum", normalizer=None, bias=True)
+        for group in pruner.host.groups.values():
+            torch.testing.assert_close(group.sq_norms(), importance(group.tp_group).float(), rtol=1e-5, atol=1e-6)
+        assert loop.model.training  # tracing the graph leaves the model's mode as it was
+
+
+def test_depgraph_picks_the_smallest_normalised_group_first():
+    pruner = build_pruner(dpm_config(decay="none", speedup=1.01, prune_steps=1, prune_epochs=1))
+    Loop(pruner)
+    group = pruner.host.groups["stages.1.0.conv1"]
+    with torch.no_grad():  # channel 5's slices shrink 1000x: by far the smallest group L2 norm
+        group.scale_(torch.where(torch.arange(group.size) == 5, 1e-3, 1.0))
+    first = pruner.ranked_candidates(t=0)[0]
+    assert first == ("stages.1.0.conv1", 5)
+    # max normalisation: each group's scores are divided by its largest one (Torch-Pruning's benchmark)
+    raw = pruner.host.raw_scores()["stages.1.0.conv1"]
+    basis = torch.ones(group.size, dtype=torch.bool)
+    torch.testing.assert_close(pruner._normalize(raw, basis), raw / raw.max())
+
+
+def test_bnscale_ranks_by_gamma_and_by_accumulated_taylor_scores():
+    pruner = build_pruner(dpm_config(host="bnscale", decay="none", **{"importance.criterion": "gamma"}))
+    loop = Loop(pruner)
+    with torch.no_grad():
+        loop.model.stages[2][1].bn1.weight[7] = 1e-4
+    assert pruner.ranked_candidates(t=0)[0] == ("stages.2.1.conv1", 7)
+
+    pruner = build_pruner(dpm_config(host="bnscale", decay="none", **{"importance.criterion": "taylor"}))
+    loop = Loop(pruner)
+    bn = loop.model.stages[0][0].bn1
+    expected = torch.zeros(16)
+    for _ in range(2):  # two backward passes: the scores add up
+        images, labels = loop.batch()
+        loop.optimizer.zero_grad()
+        F.cross_entropy(loop.model(images), labels).backward()
+        expected += (bn.weight.grad * bn.weight).abs().detach()
+        pruner.after_backward(0)
+    torch.testing.assert_close(pruner.host.raw_scores()["stages.0.0.conv1"], expected)
+
+
+# ---------------------------------------------------------------------------------- SP
+
+
+def test_sp_takes_a_picked_groups_norm_linearly_to_zero_in_n_steps_while_the_rest_trains():
+    n_steps = 5
+    pruner = build_pruner(dpm_config(decay="sp", sp_steps=n_steps, prune_epochs=1, prune_steps=1,
+                                     **{"finetune.epochs": 3}))
+    loop = Loop(pruner)
+    for _ in range(10):  # the event is after step 10
+        loop.step()
+    picks = list(pruner.pending)
+    assert picks and all(p.step == 10 for p in picks)
+    watched = picks[:5]
+    free = [p for p in loop.model.parameters()]
+    zero_before_removal = {}
+    real_remove = pruner._remove
+
+    def remove(to_remove, t):
+        zero_before_removal.update({(p.group, p.channel): channel_norm(pruner, p.group, p.channel) for p in to_remove})
+        real_remove(to_remove, t)
+
+    pruner._remove = remove
+    for n in range(1, n_steps):
+        before = [p.detach().clone() for p in free]
+        loop.step()
+        for pick in watched:
+            expected = pick.norm_init * (n_steps - n) / n_steps
+            assert channel_norm(pruner, pick.group, pick.channel) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+        moved = sum(not torch.equal(a, b.detach()) for a, b in zip(before, free))
+        assert moved > 0.9 * len(free)  # everything else keeps training
+    channels_before = sum(m.out_channels for m in loop.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert loop.step() is not None  # n = N: removed, a new model handed back
+    assert all(zero_before_removal[(p.group, p.channel)] == 0.0 for p in watched)
+    assert len(zero_before_removal) == len(picks) and not pruner.pending
+    channels_after = sum(m.out_channels for m in loop.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert channels_after < channels_before
+    assert pruner.counts == {"picked": len(picks), "released": 0, "removed": len(picks)}
+
+
+def test_cosine_schedule():
+    pruner = build_pruner(dpm_config(decay="sp", sp_steps=4, sp_schedule="cosine"))
+    n = torch.arange(5, dtype=torch.float32)
+    expected = torch.tensor([2 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)])
+    torch.testing.assert_close(pruner._l_target(torch.full((5,), 2.0), n), expected)
+
+
+def test_removal_is_exact_outputs_equal_the_decayed_to_zero_models():
+    pruner = build_pruner(dpm_config(decay="sp", sp_steps=2, prune_epochs=1, prune_steps=1))
+    loop = Loop(pruner)
+    probe = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    outputs = {}
+    real_remove = pruner._remove
+
+    def both_modes(model):  # train mode (batch statistics) on a copy: it updates the running stats
+        with torch.no_grad():
+            return {"eval": model.eval()(probe), "train": copy.deepcopy(model).train()(probe)}
+
+    def remove(to_remove, t):
+        assert any(p.group == "conv1" for p in to_remove)  # a residual stream's channels too
+        outputs["decayed"] = both_modes(loop.model)
+        real_remove(to_remove, t)
+        outputs["removed"] = both_modes(loop.model)
+        loop.model.train()
+
+    pruner._remove = remove
+    while "removed" not in outputs:
+        loop.step()
+    for mode in ("eval", "train"):
+        torch.testing.assert_close(outputs["removed"][mode], outputs["decayed"][mode], rtol=1e-5, atol=1e-5)
+
+
+def test_decay_none_removes_picks_at_once_and_reaches_the_speedup_at_the_last_event():
+    pruner = build_pruner(dpm_config(decay="none", prune_epochs=2, prune_steps=4, speedup=2.0))
+    loop = Loop(pruner, epochs=3)
+    assert pruner.events == [5, 10, 15, 20]
+    macs_original = pruner.macs_original
+    for t in range(1, 21):
+        replaced = loop.step()
+        assert (replaced is not None) == (t in pruner.events)
+        if t in pruner.events:
+            j = pruner.events.index(t) + 1
+            target = macs_original - j / 4 * (macs_original - macs_original / 2.0)
+            _, macs = count_params_macs(loop.model)
+            assert macs <= target and macs == pruner.mac_counter.total() == pruner.projected_macs
+    assert macs_original / count_params_macs(loop.model)[1] >= 2.0
+
+
+# ---------------------------------------------------------------------------------- SR
+
+
+def _sr_loop():
+    pruner = build_pruner(dpm_config(decay="sp+sr", sp_steps=6, prune_epochs=1, prune_steps=1, T_rate=0.0,
+                                     T_len=1.0, sr_cooldown=100, speedup=1.5))
+    loop = Loop(pruner, momentum=0.0, weight_decay=0.0, lr=0.05)
+    for _ in range(10):
+        loop.step()
+    return pruner, loop
+
+
+def test_sr_releases_a_group_whose_gradient_wants_it_back_and_the_speedup_still_holds():
+    pruner, loop = _sr_loop()
+    target = pruner.pending[0]
+    control, control_loop = _sr_loop()  # the same step without the constructed gradient
+    control_loop.step()
+    assert not any(e["event"] == "release" and e["group"] == target.group and target.channel in e["channels"]
+                   for e in control.log)
+    group = pruner.host.groups[target.group]
+    index = target.channel
+
+    def push_out(model):  # minus the squared norm of the target channel: its gradient points outward
+        total = 0
+        for piece in group.slices:
+            positions = piece.index[piece.root == index]
+            total = total + piece.tensor().index_select(piece.dim, positions).pow(2).sum()
+        return -50.0 * total
+
+    loop.extra_loss = push_out
+    picks_before = pruner.counts["picked"]
+    loop.step()
+    releases = [e for e in pruner.log if e["event"] == "release"]
+    assert releases and releases[0]["group"] == target.group and index in releases[0]["channels"]
+    position = releases[0]["channels"].index(index)
+    assert releases[0]["c_rate"][position] > 0 and releases[0]["c_len"][position] > 1
+    assert all((p.group, p.channel) != (target.group, index) for p in pruner.pending)
+    assert [target.group, index, 11 + 100] in pruner.cooldown
+    assert channel_norm(pruner, target.group, index) > target.norm_init  # it kept its (grown) weights
+    assert pruner.counts["picked"] > picks_before  # a replacement, picked at once
+    assert pruner.projected_macs <= pruner.macs_original / 1.5
+    loop.extra_loss = None
+    for _ in range(19):
+        loop.step()
+    assert not pruner.pending
+    assert pruner.macs_original / count_params_macs(loop.model)[1] >= 1.5
+
+
+def test_without_sr_nothing_is_released():
+    pruner = build_pruner(dpm_config(decay="sp", sp_steps=6, prune_epochs=1, prune_steps=1, speedup=1.5))
+    loop = Loop(pruner)
+    for _ in range(16):
+        loop.step()
+    assert pruner.counts["released"] == 0 and not any(e["event"] == "release" for e in pruner.log)
+
+
+# ---------------------------------------------------------------------------------- optimizer state
+
+
+def test_optimizer_state_of_surviving_entries_is_kept_across_a_removal():
+    pruner = build_pruner(dpm_config(decay="none", prune_epochs=1, prune_steps=1, speedup=1.3))
+    loop = Loop(pruner)
+    for _ in range(9):
+        loop.step()
+    names = [name for name, _ in loop.model.named_parameters()]
+    momentum_before = {name: loop.optimizer.state[p]["momentum_buffer"].clone()
+                       for name, p in loop.model.named_parameters()}
+    shapes_before = layer_shapes(loop.model)
+    captured = {}
+    real_remove = pruner._remove
+
+    def remove(to_remove, t):
+        captured["kept"] = {}
+        for pick_group in {p.group for p in to_remove}:
+            channels = [p.channel for p in to_remove if p.group == pick_group]
+            for name, entries in pruner.host.groups[pick_group].kept_entries(channels).items():
+                captured["kept"].setdefault(name, []).extend(entries)
+        real_remove(to_remove, t)
+
+    pruner._remove = remove
+    # the momentum the next step adds must be left out: compare after re-deriving it
+    images, labels = loop.batch()
+    loss = F.cross_entropy(loop.model(images), labels)
+    loop.optimizer.zero_grad()
+    loss.backward()
+    pruner.after_backward(9)
+    loop.optimizer.step()
+    stepped = {name: loop.optimizer.state[p]["momentum_buffer"].clone() for name, p in loop.model.named_parameters()}
+    replaced = pruner.after_step(9)
+    assert replaced is not None and layer_shapes(replaced) != shapes_before
+    optimizer, _ = rebuild_keeping_state(loop.rebuild, replaced, loop.optimizer, loop.scheduler, pruner)
+    shrunk = 0
+    for name, p in replaced.named_parameters():
+        expected = stepped[name]
+        for dim, keep in captured["kept"].get(name, []):
+            expected = expected.index_select(dim, keep)
+        buffer = optimizer.state[p]["momentum_buffer"]
+        assert buffer.shape == p.shape
+        assert torch.equal(buffer, expected), name
+        shrunk += name in captured["kept"] and buffer.shape != momentum_before[name].shape
+    assert shrunk > 0 and len(names) == len(list(replaced.parameters()))
+
+
+# ---------------------------------------------------------------------------------- MACs and shapes
+
+
+@pytest.mark.parametrize("name", ["resnet56", "vgg16_bn"])
+def test_mac_counter_agrees_with_torch_prunings(name):
+    """Torch-Pruning's counter also counts BN, ReLU and pooling elements and bias additions;
+    like with like is its conv + linear entries less their biases, which must equal ours."""
+    model = build_model(name, shortcut="B") if name.startswith("resnet") else build_model(name)
+    example = torch.zeros(1, 3, 32, 32)
+    for _ in range(2):  # dense, then with channels removed from every layer
+        _, ours = count_params_macs(model)
+        _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example, layer_wise=True)
+        conv_linear = {m: per_layer[m] for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+        bias_adds = sum(_bias_additions(m, model, example) for m in conv_linear)
+        assert ours == sum(conv_linear.values()) - bias_adds
+        assert abs(ours - sum(conv_linear.values())) <= 0.01 * ours
+        assert MacCounter(model, example).total() == ours
+        model = _slim_every_group(model, example)
+
+
+def _bias_additions(module, model, example):
+    if module.bias is None:
+        return 0
+    outputs = {}
+    handle = module.register_forward_hook(lambda m, i, o: outputs.setdefault("o", o))
+    with torch.no_grad():
+        model.eval()(example)
+    handle.remove()
+    return outputs["o"].numel()
+
+
+def _slim_every_group(model, example):
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    for group in list(graph.get_all_groups(ignored_layers=[last], root_module_types=[torch.nn.Conv2d])):
+        size = len(group[0].idxs)
+        graph.get_pruning_group(group[0].dep.target.module, group[0].dep.handler, list(range(0, size, 3))).prune()
+    return model
+
+
+def test_restored_shapes_take_a_slimmed_state_dict():
+    model = _slim_every_group(build_model("resnet20", shortcut="B"), torch.zeros(1, 3, 32, 32))
+    fresh = restore_shapes(build_model("resnet20", shortcut="B"), layer_shapes(model))
+    fresh.load_state_dict(model.state_dict())  # strict: every shape matches
+    probe = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(fresh.eval()(probe), model.eval()(probe))
+
+
+# ---------------------------------------------------------------------------------- config
+
+
+BASE = ["model=resnet56", "model.shortcut=B", "pruner=dpm", "data=synthetic"]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("pruner.host=otov2", "pruner.host"),
+    ("pruner.decay=fast", "pruner.decay"),
+    ("pruner.speedup=1.0", "pruner.speedup"),
+    ("pruner.sp_steps=0", "pruner.sp_steps"),
+    ("pruner.sp_schedule=step", "pruner.sp_schedule"),
+    ("pruner.sr_logic=xor", "pruner.sr_logic"),
+    ("pruner.T_rate=high", "pruner.T_rate"),
+    ("pruner.sr_cooldown=-1", "pruner.sr_cooldown"),
+    ("pruner.prune_epochs=101", "pruner.prune_epochs"),
+    ("pruner.prune_steps=0", "pruner.prune_steps"),
+    ("pruner.importance.criterion=taylor", "pruner.importance.criterion"),
+    ("pruner.importance.normalizer=l2", "pruner.importance.normalizer"),
+    ("pruner.finetune.lr=0", "pruner.finetune.lr"),
+    ("pruner.sparse.scheduler.gamma=2", "pruner.sparse.scheduler.gamma"),
+    ("model.shortcut=A", "model.shortcut"),
+])
+def test_bad_dpm_values_give_one_line_naming_the_key(override, key):
+    with pytest.raises(ConfigError) as error:
+        validate(make_config([*BASE, override]))
+    lines = str(error.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{key}:"), lines
+
+
+def test_bnscale_needs_batchnorm():
+    with pytest.raises(ConfigError, match=r"^pruner.host: bnscale needs BatchNorm layers"):
+        validate(make_config(["model=vgg16", "pruner=dpm", "pruner.host=bnscale"]))
+    validate(make_config(["model=vgg16", "pruner=dpm"]))  # depgraph needs none
+
+
+def test_an_unreachable_speedup_is_an_error():
+    pruner = build_pruner(dpm_config(decay="none", prune_epochs=1, prune_steps=1, speedup=1000.0))
+    loop = Loop(pruner)
+    with pytest.raises(PruneBenchError, match="pruner.speedup: the target 1000.0x cannot be reached"):
+        for _ in range(10):
+            loop.step()
+
+
+def test_the_structural_path_never_imports_torchvision():
+    """torchvision is not a dependency (and is broken beside the CPU torch used here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, prune_bench.stages, prune_bench.pruning.dpm, torch_pruning; "
+            "sys.exit('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=conf_dir().parent).returncode == 0
+
+
+def test_adam_moments_and_extra_optimizer_state_carry_over():
+    """Adam's moments are sliced like momentum; entries beside the per-parameter state (here
+    StochGradAdam's mask generator) carry over unchanged."""
+    from prune_bench.optim import StochGradAdam
+    from prune_bench.pruning.channels import slice_optimizer_state
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    optimizer = StochGradAdam(model.parameters(), lr=1e-2, generator=torch.Generator().manual_seed(0))
+    model(torch.randn(5, 4)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    names = [name for name, _ in model.named_parameters()]
+    kept = {"0.weight": [(0, torch.tensor([0, 2]))], "0.bias": [(0, torch.tensor([0, 2]))],
+            "1.weight": [(1, torch.tensor([0, 2]))]}
+    sliced = slice_optimizer_state(state, names, kept)
+    assert torch.equal(sliced["sampling_generator"], state["sampling_generator"])
+    assert torch.equal(sliced["state"][0]["exp_avg"], state["state"][0]["exp_avg"][[0, 2]])
+    assert torch.equal(sliced["state"][2]["exp_avg_sq"], state["state"][2]["exp_avg_sq"][:, [0, 2]])
+    assert torch.equal(sliced["state"][3]["exp_avg"], state["state"][3]["exp_avg"])  # untouched
+    assert sliced["state"][0]["step"] == state["state"][0]["step"]
