@@ -61,9 +61,10 @@ class Monitor:
         self._steps = 0
 
     # ---- the run's lifetime (experiment.run)
-    def start(self, training_dir: Path) -> None:
+    def start(self, training_dir: Path, stage: str | None = None) -> None:
+        """`stage`: which stage of a staged run (stages.py) trains in `training_dir`."""
         self.training_dir = Path(training_dir)
-        self._write(phase="starting")
+        self._write(phase="starting", stage=stage)
 
     def finish(self, record: dict) -> None:
         self._write(phase=record["status"], eta_s=0.0)

@@ -108,7 +108,7 @@ def train_stage(stage: Stage, model: torch.nn.Module, hooks: Pruner, data: Devic
 
     log(f"{stage.name} stage in {stage.directory}: {epochs} epochs at lr {stage.optimizer.lr:g}")
     if monitor is not None:
-        monitor.start(stage.directory)
+        monitor.start(stage.directory, stage.name)
     model, state = fit(model, optimizer, scheduler, hooks, ctx, data, stage.trainer, stage.seed, augment,
                        runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log, monitor=monitor)
     if stage.shared:
@@ -158,7 +158,7 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
     with created.lock(runs_dir / ".locks", f"trained-{pretrain_id}"):  # concurrent variants train it once
         created.folder(pretrain_dir)
         if monitor is not None:
-            monitor.start(pretrain_dir)
+            monitor.start(pretrain_dir, "pretrain")
         pretrained = train_dense(cfg, data, runtime, NoPruner(), pretrain_dir, pretrain_id, log, shared=True,
                                  monitor=monitor)
     pruner.stage_info = {"pretrain": _summary(pretrain_dir, pretrained.state, pretrained.reused)}

@@ -96,6 +96,8 @@ def _running_detail(progress: dict | None) -> str:
         return "started (no progress yet)"
     phase = progress.get("phase")
     shared = " (shared training)" if "/.trained/" in progress.get("training_dir", "") else ""
+    if progress.get("stage"):
+        shared = f" ({progress['stage']} stage{', shared' if shared else ''})"
     if phase != "training":
         text = {"starting": "starting, or waiting for the shared training",
                 "finishing": f"trained {progress.get('epochs')} epochs; pruning, evaluating, writing the record"}.get(
@@ -140,6 +142,8 @@ def inspect_run(run_dir: Path) -> RunStatus:
     if done is None:
         return RunStatus("interrupted", name, "stopped before its first checkpoint", run_dir, epochs=epochs)
     shared = f" (shared training {where.name})" if where != run_dir else ""
+    if progress and progress.get("stage"):
+        shared = f" ({progress['stage']} stage{f' {where.name}' if where != run_dir else ''})"
     return RunStatus("interrupted", name, f"checkpoint after epoch {done}/{epochs}{shared}", run_dir,
                      epochs_done=done, epochs=epochs)
 

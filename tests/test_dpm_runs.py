@@ -22,6 +22,7 @@ from prune_bench.models import build_model
 from prune_bench.pruning import load_pruned_model
 from prune_bench.pruning.shapes import layer_shapes
 from prune_bench.results import build_table, collect_records, load_table_spec, write_plot
+from prune_bench.status import scan
 from prune_bench.train import Runtime, evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -165,6 +166,9 @@ def test_sigkill_during_the_pruning_phase_then_rerun_matches(finished, tmp_path)
     process.send_signal(signal.SIGKILL)  # during fine-tune epoch 2: channels removed, picks decaying
     process.wait()
     assert not list(runs.glob("*/record.json"))
+    (interrupted,) = scan(runs)  # what `prune-bench status` reads
+    assert interrupted.state == "interrupted", interrupted
+    assert interrupted.detail.startswith("checkpoint after epoch ") and interrupted.detail.endswith("/3 (finetune stage)")
     resumed = subprocess.run([sys.executable, "-m", "prune_bench.cli", *args], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=240)  # one thread, as the reference run
     assert resumed.returncode == 0, resumed.stderr

@@ -32,7 +32,8 @@ def _cluster_problem() -> str | None:
         return "hydra-submitit-launcher is not installed (pip install -e '.[dev]')"
     probe = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0 or not any(s in probe.stdout for s in ("idle", "mix", "alloc")):
-        return f"no SLURM cluster answers (sinfo: {(probe.stderr or probe.stdout).strip()[:200]}); set SLURM_CONF"
+        said = (probe.stderr or probe.stdout).strip().splitlines() or ["nothing"]
+        return f"no SLURM cluster answers (sinfo: {said[-1][:200]}); set SLURM_CONF (scripts/slurm_local.sh start)"
     return None
 
 
