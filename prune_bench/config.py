@@ -30,6 +30,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.channels_last",
     "trainer.compile",
     "trainer.cudnn_benchmark",
+    "trainer.deterministic",
     "trainer.progress",
     "trainer.eval_batch_size",
     "trainer.checkpoint",

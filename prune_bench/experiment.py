@@ -31,7 +31,16 @@ from .models import build_model
 from .optim import build_optimizer, build_scheduler
 from .progress import Monitor, note_failure
 from .pruning import NoPruner, Pruner, TrainContext, build_pruner
-from .train import FitState, Runtime, evaluate, fit, load_checkpoint, restore, save_checkpoint
+from .train import (
+    FitState,
+    Runtime,
+    configure_cuda_kernels,
+    evaluate,
+    fit,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from .workspace import Created, unwritable
 
 RECORD = "record.json"
@@ -61,7 +70,7 @@ def run(cfg: DictConfig, log=print) -> dict:
     validate(cfg)
     device = resolve_device(str(cfg.trainer.device))
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(cfg.trainer.cudnn_benchmark)
+        configure_cuda_kernels(cfg.trainer)
     data = load_data(cfg.data, device)  # fails before any run directory exists
     data.info["label"] = data_label(data.info)
     run_id = run_identity(cfg, data.info)
@@ -316,6 +325,7 @@ def _device_info(runtime: Runtime, trainer) -> dict:
         "bf16": runtime.bf16,
         "channels_last": runtime.channels_last,
         "compile": bool(trainer.compile),
+        "deterministic": bool(trainer.deterministic) and device.type == "cuda",
         "cpu_threads": torch.get_num_threads(),
     }
 

@@ -70,6 +70,7 @@ class TrainerSection:
     channels_last: bool | Literal["auto"]
     compile: bool
     cudnn_benchmark: bool
+    deterministic: bool
     checkpoint: bool
     save_model: bool
     progress: str

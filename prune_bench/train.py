@@ -9,6 +9,7 @@ and are read once per epoch (and at progress-bar refreshes).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -74,6 +75,18 @@ class Runtime:
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+
+def configure_cuda_kernels(trainer) -> None:
+    """cuDNN autotuning (trainer.cudnn_benchmark: the fastest kernels, chosen anew in every
+    process), or with trainer.deterministic, deterministic cuDNN and cuBLAS kernels and no
+    autotuning: the same seed then computes the same bits on the same GPU and software."""
+    deterministic = bool(trainer.deterministic)
+    torch.backends.cudnn.benchmark = bool(trainer.cudnn_benchmark) and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for it
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 @torch.inference_mode()

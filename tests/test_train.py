@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import make_config, run_cli
 from prune_bench import experiment
@@ -139,3 +140,18 @@ def test_divergence_is_recorded_with_its_step(tiny_overrides):
     assert isinstance(record["diverged_step"], int) and 0 <= record["diverged_step"] < 8
     assert not (Path(record["run_dir"]) / "model.pt").exists()
     assert "non-finite loss at step" in experiment.summary(record)
+
+
+def test_deterministic_kernels_turn_autotuning_off():
+    from prune_bench.train import configure_cuda_kernels
+
+    try:
+        configure_cuda_kernels(OmegaConf.create({"deterministic": True, "cudnn_benchmark": True}))
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"]
+        configure_cuda_kernels(OmegaConf.create({"deterministic": False, "cudnn_benchmark": True}))
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.backends.cudnn.benchmark = torch.backends.cudnn.deterministic = False
+        torch.use_deterministic_algorithms(False)
