@@ -22,3 +22,25 @@ def conf_dir() -> Path:
 
 def published_dir() -> Path:
     return _first_existing(_PACKAGE / "published", _PACKAGE.parent / "results" / "published")
+
+
+def shipped_names(group: str) -> list[str]:
+    """The names of the yaml files in one folder of the config tree (e.g. table, reproduce)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def load_shipped(group: str, name: str, kind: str, required: tuple[str, ...], resolve: bool):
+    """(path, content) of conf/<group>/<name>.yaml, which must hold the `required` keys; any
+    problem is one line naming `kind` (the config key a user would have mistyped)."""
+    from omegaconf import OmegaConf
+
+    from .errors import ConfigError
+
+    path = conf_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{kind}: unknown {kind} '{name}'; allowed: {', '.join(shipped_names(group)) or 'none'}")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
+    for key in required:
+        if key not in spec:
+            raise ConfigError(f"{kind}: {path} has no '{key}'")
+    return path, spec

@@ -24,25 +24,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from .compose import compose_all, expand_sweep
 from .errors import ConfigError, PruneBenchError
-from .paths import conf_dir
+from .paths import load_shipped, shipped_names
 
 
 def paper_names() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "reproduce").glob("*.yaml"))
+    return shipped_names("reproduce")
 
 
 def load_grid(paper: str) -> dict:
-    path = conf_dir() / "reproduce" / f"{paper}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"paper: unknown paper '{paper}'; allowed: {', '.join(paper_names()) or 'none'}")
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    for key in ("table", "seeds", "budgets"):
-        if key not in spec:
-            raise ConfigError(f"paper: {path} has no '{key}'")
+    path, spec = load_shipped("reproduce", paper, "paper", ("table", "seeds", "budgets"), resolve=False)
     from .results import table_names
 
     if spec["table"] not in table_names():

@@ -48,29 +48,22 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from .cells import PAPER, lookup, matches, table_samples
 from .errors import ConfigError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .paths import conf_dir, published_dir
+from .paths import load_shipped, published_dir, shipped_names
 
 IMPLICIT_KEYS = {"data": "data.label", "epochs": "config.trainer.epochs"}
 SAMPLE_KEYS = ["variant", "setting"]  # cells.Sample: what sets a row apart beyond the cell keys
 
 
 def table_names() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "table").glob("*.yaml"))
+    return shipped_names("table")
 
 
 def load_table_spec(name: str):
-    path = conf_dir() / "table" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"table: unknown table '{name}'; allowed: {', '.join(table_names()) or 'none'}")
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    for key in ("title", "rows", "columns"):
-        if key not in spec:
-            raise ConfigError(f"table: {path} has no '{key}'")
+    path, spec = load_shipped("table", name, "table", ("title", "rows", "columns"), resolve=True)
     if spec.get("published") and not spec.get("paper"):
         raise ConfigError(f"table: {path} compares with published numbers but declares no paper setting ('paper:')")
     return spec
