@@ -186,6 +186,8 @@ def run_stages(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, run_dir:
         # threads, and slimmed ResNets have such shortcuts: the stage runs in the default format.
         runtime = replace(runtime, channels_last=False)
         log("fine-tune stage on CPU in the default memory format (channels_last crashes torch's slimmed convolutions)")
+    # the record's device section holds the run's setting; this is what the fine-tune stage used
+    pruner.stage_info["finetune"] = {"channels_last": runtime.channels_last}
     result = train_stage(stage, fresh_model(weights, runtime), pruner, data, runtime, augment, log, monitor)
     return Trained(result.model, result.state, result.ctx, result.resumed_after)
 

@@ -84,6 +84,7 @@ def test_a_dpm_run_reaches_its_speedup_and_records_it(finished):
     assert 0 < report["tp_ops_pct"] < 100
     assert report["channels"]["stages.0.0.conv1"][1] < 16 or report["channels"]["conv1"][1] < 16
     assert report["stages"]["pretrain"]["epochs"] == 1 and report["stages"]["sparse"]["epochs"] == 2
+    assert report["stages"]["finetune"]["channels_last"] is False  # on CPU (torch 2.13 oneDNN crash)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]  # the run's own stage
 
 
