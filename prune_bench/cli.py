@@ -96,8 +96,8 @@ def _sweep_dir(overrides: list[str], cfg) -> tuple[Path, str]:
     """Where Hydra writes a sweep's log (conf/config.yaml: hydra.sweep.dir), and the key that sets it."""
     for override in overrides:
         if override.startswith("hydra.sweep.dir="):
-            return Path(override.split("=", 1)[1]), "hydra.sweep.dir"
-    return Path(str(cfg.paths.runs_dir)) / ".multirun", "paths.runs_dir"
+            return Path(override.split("=", 1)[1]).expanduser(), "hydra.sweep.dir"
+    return Path(str(cfg.paths.runs_dir)).expanduser() / ".multirun", "paths.runs_dir"
 
 
 def run_command(overrides: list[str]) -> int:

@@ -3,7 +3,10 @@ the top of the repository and are installed inside the package (see pyproject.to
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -13,6 +16,15 @@ def _first_existing(*candidates: Path) -> Path:
         if candidate.is_dir():
             return candidate
     return candidates[0]
+
+
+def expand_user(path) -> str:
+    """`${expanduser:...}` in the config tree: a runs folder given as ~/runs is the one in $HOME
+    also where Hydra uses it (conf/config.yaml: hydra.sweep.dir), not a folder named ~."""
+    return os.path.expanduser(str(path))
+
+
+OmegaConf.register_new_resolver("expanduser", expand_user, replace=True)
 
 
 def conf_dir() -> Path:
@@ -32,8 +44,6 @@ def shipped_names(group: str) -> list[str]:
 def load_shipped(group: str, name: str, kind: str, required: tuple[str, ...], resolve: bool):
     """(path, content) of conf/<group>/<name>.yaml, which must hold the `required` keys; any
     problem is one line naming `kind` (the config key a user would have mistyped)."""
-    from omegaconf import OmegaConf
-
     from .errors import ConfigError
 
     path = conf_dir() / group / f"{name}.yaml"

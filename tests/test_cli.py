@@ -132,3 +132,15 @@ def test_a_sweep_checks_every_pruning_schedule_against_its_data_before_any_job_t
     assert len(lines) == 1 and "pruner.events=null" in lines[0]
     assert "pruner.interval: 2000 steps is not shorter than the pruning span" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_runs_folder_under_home_given_with_a_tilde_holds_the_sweep(tmp_path, monkeypatch):
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    run, *overrides = [arg for arg in tiny(tmp_path) if not arg.startswith("paths.runs_dir=")]
+    result = run_cli([run, "-m", *overrides, 'paths.runs_dir="~/runs"'], cwd=elsewhere)  # Hydra's grammar wants ~ quoted
+    assert result.returncode == 0, result.stderr
+    assert len(list((home / "runs").glob("*/record.json"))) == 1
+    assert (home / "runs" / ".multirun" / "multirun.yaml").is_file()  # Hydra's sweep log, beside the runs
+    assert not list(elsewhere.iterdir())  # no folder named ~ where the command was started
