@@ -601,7 +601,6 @@ def _pack_worker(rank: int, model_name: str, device_name: str, batch_size: int, 
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # trainer.cudnn_benchmark's default
     runtime = runtime_for(device)
     data = synthetic_device_data(batch_size * 4, device)
@@ -631,20 +630,22 @@ def time_packing(model_name: str, k: int, args) -> dict:
                                        threads, barrier, results)) for rank in range(k)]
     for process in processes:
         process.start()
-    reports = []
+    reports, failed = [], []
     try:
-        while len(reports) < k:
+        while len(reports) < k and not failed:
             try:
                 reports.append(results.get(timeout=2))
             except queue_module.Empty:
                 failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-                if failed:
-                    return {"failed": f"a packed process exited with code {failed[0]}"}
     finally:
+        if len(reports) < k:
+            barrier.abort()  # the others stop waiting for the one that is gone
         for process in processes:
             process.join(timeout=60)
             if process.is_alive():
                 process.kill()
+    if failed:
+        return {"failed": f"a packed process exited with code {failed[0]} (its traceback is above)"}
     first_start = min(started for _, started, _, _ in reports)
     last_end = max(ended for _, _, ended, _ in reports)
     total = sum(seen for *_, seen in reports)
