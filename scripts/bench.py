@@ -712,7 +712,10 @@ def bench_gpu(args) -> dict:
                     raise
                 figures["failed"][key] = one_line(error)
                 _print(f"{key}: failed: {mode.label}: {one_line(error)}")
+                del error
                 torch._dynamo.reset()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
                 continue
             figures["epochs"][key] = result
             _print(f"{key} [{mode.label}]: warm-up {result['warmup_s']:.1f} s; train "
