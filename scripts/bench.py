@@ -524,12 +524,13 @@ def reference_transforms(mean, std) -> tuple[object, object, str]:
     here only: the project never needs it), else the same per-image transforms in PIL + numpy."""
     mean, std = [float(m) for m in mean], [float(s) for s in std]
     try:
+        import torchvision
         import torchvision.transforms as T
     except ImportError:
         return PilTransform(mean, std, True), PilTransform(mean, std, False), "PIL + numpy (torchvision not installed)"
     train = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
     test = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
-    return train, test, f"torchvision {getattr(__import__('torchvision'), '__version__', '?')}"
+    return train, test, f"torchvision {torchvision.__version__}"
 
 
 def time_reference(model_name: str, arrays, args) -> dict:
