@@ -1,8 +1,11 @@
 """Speed benchmarks. Each prints absolute figures and ratios measured in this one run (same
 process, same machine), so a ratio holds even where absolute speed differs.
 
-    python scripts/bench.py                    # all benchmarks on the default device
+    python scripts/bench.py                    # all benchmarks on the default device (gpu: only on CUDA)
     python scripts/bench.py loop --device cuda # one benchmark
+    python scripts/bench.py gpu                # epoch time per mode, DataLoader loop, packing (see bench_gpu)
+    python scripts/bench.py gpu --device cpu --models resnet20 --train-images 1024 --test-images 256 \
+        --epoch-steps 4 --pack 1,2 --workers 0 # the same logic, CPU-sized
     python scripts/bench.py --list
 
 Add a benchmark: a function `bench_<name>(args)` decorated with @benchmark.
@@ -11,14 +14,17 @@ Add a benchmark: a function `bench_<name>(args)` decorated with @benchmark.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prune_bench.data import DeviceData, synthetic_arrays, train_batches
+from prune_bench.data import DeviceData, steps_per_epoch, synthetic_arrays, train_batches
 from prune_bench.models import build_model
 from prune_bench.optim import GRDA
 from prune_bench.pruning import (
@@ -336,7 +342,461 @@ def bench_dpm(args) -> None:
           f"({decaying['2 of 20 events']} picks): {1e3 * select_s:.1f} ms = {select_s / plain:.2f} steps")
 
 
-def main() -> None:
+# ----------------------------------------------------------------------------- gpu: epoch time against the limit
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How `prune-bench run` executes: precision, memory format, and torch.compile's mode
+    (None: eager; "default": torch.compile(model), as trainer.compile=true does)."""
+
+    bf16: bool
+    channels_last: bool
+    compile: str | None
+    label: str
+
+
+GPU_MODES = {
+    "fp32": Mode(False, False, None, "eager fp32, channels_last off"),
+    "bf16_cl": Mode(True, True, None, "bf16 autocast + channels_last (the CUDA default)"),
+    "compile": Mode(True, True, "default", "bf16 + channels_last + torch.compile"),
+    "reduce_overhead": Mode(True, True, "reduce-overhead", "bf16 + channels_last + torch.compile(mode='reduce-overhead'), CUDA graphs"),
+    "max_autotune": Mode(True, True, "max-autotune", "bf16 + channels_last + torch.compile(mode='max-autotune'), CUDA graphs"),
+}
+DEFAULT_GPU_MODES = ("fp32", "bf16_cl", "compile", "max_autotune")
+GPU_PARTS = ("epochs", "reference", "packing")
+EPOCH_GOAL_S = 2.0  # ResNet-56 on one H100/H200: 200 epochs in under 7 minutes
+REFERENCE_GOAL = 5.0  # project loop / DataLoader loop, images/s
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+def bench_data(args) -> tuple[DeviceData, object]:
+    """The device data through the project's loader (`load_data`) and the composed config whose
+    optimizer, scheduler and trainer sections `prune-bench run` would use."""
+    from prune_bench.compose import compose_config
+    from prune_bench.data import load_data
+
+    overrides = (["data=cifar10_jpeg"] if args.data == "jpeg" else
+                 ["data=synthetic", f"data.synthetic.train_size={args.train_images}",
+                  f"data.synthetic.test_size={args.test_images}"])
+    cfg = compose_config(overrides)
+    return load_data(cfg.data, args.device), cfg
+
+
+def full_batches(data: DeviceData, batch_size: int, channels_last: bool):
+    """Endless training batches of exactly `batch_size` (train_batches, seeded; an epoch's last,
+    smaller batch is left out here and timed in the warm-up instead)."""
+    epoch = 0
+    while True:
+        for images, labels in train_batches(data, batch_size, seed=0, epoch=epoch, channels_last=channels_last):
+            if labels.numel() == batch_size:
+                yield images, labels
+        epoch += 1
+
+
+def project_steps(model, optimizer, scheduler, batches, runtime: Runtime, n_steps: int):
+    """`n_steps` steps of the loop `prune-bench run` runs (train.fit's per-step work with no
+    pruner): train_step, the scheduler, and the loss, accuracy and divergence sums that stay on
+    the device. Returns (images seen, loss sum, first non-finite step or -1) as device tensors."""
+    pruner = NoPruner()
+    loss_sum = torch.zeros((), device=runtime.device)
+    correct = torch.zeros((), dtype=torch.long, device=runtime.device)
+    bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
+    seen = 0
+    for step in range(n_steps):
+        images, labels = next(batches)
+        logits, loss, _ = train_step(model, optimizer, pruner, images, labels, step, runtime)
+        if scheduler is not None:
+            scheduler.step()
+        detached = loss.detach()
+        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), step, bad_step)
+        loss_sum += detached * labels.numel()
+        correct += (logits.detach().argmax(1) == labels).sum()
+        seen += labels.numel()
+    return seen, loss_sum, bad_step
+
+
+def time_epoch(model_name: str, mode: Mode, data: DeviceData, cfg, args) -> dict:
+    """Warm-up (compilation, cuDNN autotuning: some full steps, the epoch's last smaller batch and
+    one test pass, the shapes every later epoch repeats), then `--epoch-steps` timed steps and a
+    timed full test pass. The epoch is extrapolated: train seconds per step x steps per epoch +
+    the test pass."""
+    from omegaconf import OmegaConf
+
+    from prune_bench.optim import build_optimizer, build_scheduler
+    from prune_bench.train import evaluate
+
+    device, batch_size = args.device, args.batch_size
+    trainer = OmegaConf.merge(cfg.trainer, {"precision": "bf16" if mode.bf16 else "fp32",
+                                            "channels_last": mode.channels_last, "progress": "none"})
+    runtime = Runtime.from_config(trainer, device)
+    torch.manual_seed(0)
+    model = build_model(model_name, num_classes=data.num_classes).to(device)
+    if mode.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    n_steps = steps_per_epoch(data.n_train, batch_size)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, n_steps, cfg.trainer.epochs)
+    train_model = model
+    if mode.compile == "default":
+        train_model = torch.compile(model)  # what trainer.compile=true does in train.fit
+    elif mode.compile is not None:
+        train_model = torch.compile(model, mode=mode.compile)
+    batches = full_batches(data, batch_size, mode.channels_last)
+    tail = data.n_train % batch_size
+
+    started = time.perf_counter()
+    project_steps(train_model, optimizer, scheduler, batches, runtime, max(3, args.epoch_steps // 10))
+    if tail:
+        last = train_batches(data, tail, seed=1, epoch=0, channels_last=mode.channels_last)
+        project_steps(train_model, optimizer, scheduler, last, runtime, 1)
+    evaluate(train_model, data, runtime)
+    synchronize(device)
+    warmup_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    seen, loss_sum, bad_step = project_steps(train_model, optimizer, scheduler, batches, runtime, args.epoch_steps)
+    synchronize(device)
+    train_s = time.perf_counter() - started
+    started = time.perf_counter()
+    test = evaluate(train_model, data, runtime)
+    synchronize(device)
+    test_s = time.perf_counter() - started
+    result = {
+        "warmup_s": warmup_s, "train_s": train_s, "test_s": test_s, "steps": args.epoch_steps,
+        "steps_per_epoch": n_steps, "images_per_s": seen / train_s,
+        "epoch_s": train_s / args.epoch_steps * n_steps + test_s,
+        "train_loss": loss_sum.item() / seen, "finite": bad_step.item() < 0, "test_acc": test["test_acc"],
+    }
+    del train_model, model, optimizer
+    if mode.compile is not None:
+        torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+class PerImageCifar(torch.utils.data.Dataset):
+    """uint8 HWC images and int labels, a PIL image per item through `transform`: the dataset of
+    the usual published CIFAR script."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+class PilTransform:
+    """RandomCrop(32, padding=4) + RandomHorizontalFlip (when `augment`), ToTensor, Normalize,
+    on one PIL image with PIL and numpy: torchvision's transforms where torchvision is absent."""
+
+    def __init__(self, mean, std, augment: bool, pad: int = 4):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.augment, self.pad = augment, pad
+
+    def __call__(self, image):
+        from PIL import Image, ImageOps
+
+        if self.augment:
+            width, height = image.size
+            padded = ImageOps.expand(image, border=self.pad, fill=0)
+            top, left = (int(v) for v in torch.randint(0, 2 * self.pad + 1, (2,)))
+            image = padded.crop((left, top, left + width, top + height))
+            if torch.rand(()) < 0.5:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+        return (x - self.mean) / self.std
+
+
+def reference_transforms(mean, std) -> tuple[object, object, str]:
+    """(train transform, test transform, which library): torchvision's if installed (imported
+    here only: the project never needs it), else the same per-image transforms in PIL + numpy."""
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    try:
+        import torchvision
+        import torchvision.transforms as T
+    except ImportError:
+        return PilTransform(mean, std, True), PilTransform(mean, std, False), "PIL + numpy (torchvision not installed)"
+    train = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+    test = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    return train, test, f"torchvision {torchvision.__version__}"
+
+
+def time_reference(model_name: str, arrays, args) -> dict:
+    """The loop of the usual published CIFAR script: a per-image PIL Dataset, DataLoader(batch,
+    shuffle, workers, pin_memory), fp32 eager NCHW, .to(device, non_blocking=True) per batch,
+    SGD momentum 0.9. (No per-step .item(), which many such scripts add: if anything this
+    reference is faster than theirs.) Training images/s over `--epoch-steps` steps after the first
+    batch arrives; the workers' start and a full test pass are timed as they come per epoch."""
+    device = args.device
+    mean, std = (stat / 255.0 for stat in arrays.channel_stats())
+    train_transform, test_transform, library = reference_transforms(mean, std)
+    pin = device.type == "cuda"
+    train_set = PerImageCifar(arrays.train_images, arrays.train_labels, train_transform)
+    test_set = PerImageCifar(arrays.test_images, arrays.test_labels, test_transform)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                               num_workers=args.workers, pin_memory=pin)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=100, shuffle=False,
+                                              num_workers=args.workers, pin_memory=pin)
+    torch.manual_seed(0)
+    model = build_model(model_name, num_classes=len(arrays.classes)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def train(n_steps: int) -> tuple[float, float]:
+        """Seconds until the first batch arrives (the workers' start), then for n_steps steps."""
+        model.train()
+        started = time.perf_counter()
+        batches = iter(train_loader)
+        inputs, targets = next(batches)
+        first = time.perf_counter()
+        for step in range(n_steps):
+            if step:
+                inputs, targets = next(batches)
+            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            optimizer.zero_grad()
+            loss = criterion(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+        del batches  # its workers stop, as at an epoch's end
+        return first - started, time.perf_counter() - first
+
+    def test() -> float:
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        started = time.perf_counter()
+        with torch.no_grad():
+            for inputs, targets in test_loader:
+                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                correct += (model(inputs).argmax(1) == targets).sum()
+        correct.item()
+        return time.perf_counter() - started
+
+    n_steps = min(args.epoch_steps, len(train_loader))
+    train(min(n_steps, max(3, n_steps // 10)))  # warm-up: cuDNN autotuning, allocator
+    startup_s, train_s = train(n_steps)
+    test_s = test()
+    return {
+        "library": library, "workers": args.workers, "startup_s": startup_s, "train_s": train_s,
+        "test_s": test_s, "steps": n_steps, "images_per_s": n_steps * args.batch_size / train_s,
+        "epoch_s": startup_s + train_s / n_steps * len(train_loader) + test_s,
+    }
+
+
+def _pack_worker(rank: int, model_name: str, device_name: str, batch_size: int, n_steps: int, threads: int,
+                 barrier, results) -> None:
+    """One packed training process: its own model and synthetic device data, the CUDA default
+    runtime (bf16 + channels_last; fp32 on CPU); warms up, waits for the others, trains `n_steps`."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # trainer.cudnn_benchmark's default
+    runtime = runtime_for(device)
+    data = synthetic_device_data(batch_size * 4, device)
+    torch.manual_seed(rank)
+    model = build_model(model_name).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    batches = full_batches(data, batch_size, channels_last=True)
+    project_steps(model, optimizer, None, batches, runtime, 3)
+    synchronize(device)
+    barrier.wait(timeout=600)
+    started = time.monotonic()  # one clock for every process (CLOCK_MONOTONIC)
+    seen, _, _ = project_steps(model, optimizer, None, batches, runtime, n_steps)
+    synchronize(device)
+    results.put((rank, started, time.monotonic(), seen))
+
+
+def time_packing(model_name: str, k: int, args) -> dict:
+    """k concurrent training processes (spawned) on one device. Total images/s over the common
+    window (first start to last end: conservative) and each process's own rate."""
+    import queue as queue_module
+
+    context = torch.multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(k), context.Queue()
+    threads = max(1, torch.get_num_threads() // k)
+    processes = [context.Process(target=_pack_worker, daemon=True,
+                                 args=(rank, model_name, str(args.device), args.batch_size, args.epoch_steps,
+                                       threads, barrier, results)) for rank in range(k)]
+    for process in processes:
+        process.start()
+    reports, failed = [], []
+    try:
+        while len(reports) < k and not failed:
+            try:
+                reports.append(results.get(timeout=2))
+            except queue_module.Empty:
+                failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+    finally:
+        if len(reports) < k:
+            barrier.abort()  # the others stop waiting for the one that is gone
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    if failed:
+        return {"failed": f"a packed process exited with code {failed[0]} (its traceback is above)"}
+    first_start = min(started for _, started, _, _ in reports)
+    last_end = max(ended for _, _, ended, _ in reports)
+    total = sum(seen for *_, seen in reports)
+    return {"total_images_per_s": total / (last_end - first_start),
+            "per_process": [seen / (ended - started) for _, started, ended, seen in sorted(reports)]}
+
+
+def device_description(device: torch.device) -> str:
+    import platform
+
+    if device.type == "cuda":
+        return (f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+                f"cuDNN {torch.backends.cudnn.version()}")
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def _print(line: str = "") -> None:
+    print(line, flush=True)  # each figure as it is measured: a run cut short keeps what it had
+
+
+@benchmark
+def bench_gpu(args) -> dict:
+    """Epoch time (train + test) per model and mode, the usual DataLoader loop, packed runs.
+
+    What `prune-bench run` achieves per epoch on one device: for each of --models and --modes,
+    the project's own loop (train_step, scheduler and device-side sums as in train.fit, on
+    DeviceData from load_data) timed over --epoch-steps steps and extrapolated to a whole epoch,
+    plus a timed full test pass (evaluate); warm-up (compile) time apart. Then the usual
+    published CIFAR loop on the same device (per-image PIL transforms in DataLoader workers,
+    fp32): the ratio of images/s measured in this run. Then 1, 2, 4, 8 concurrent training
+    processes on the device (--pack): total images/s, which says trainer.runs_per_gpu.
+    Everything runs on CPU too (small sizes) to check the logic; the CUDA figures come only from
+    running it on a GPU. Returns the measured figures."""
+    device = args.device
+    if device.type == "cuda":
+        from prune_bench.train import configure_cuda_kernels
+
+        configure_cuda_kernels(parse_trainer_defaults())
+    data, cfg = bench_data(args)
+    n_steps = steps_per_epoch(data.n_train, args.batch_size)
+    _print(f"gpu bench on {device}: {device_description(device)}")
+    _print(f"data: {args.data} ({data.n_train} train, {data.test_labels.numel()} test images on {device}), "
+           f"batch {args.batch_size}; each epoch below is {args.epoch_steps} timed training steps "
+           f"extrapolated to {n_steps} steps, plus a timed full test pass; warm-up timed apart")
+    figures = {"device": device_description(device), "epochs": {}, "skipped": {}, "failed": {}}
+    epoch_modes = [m for m in args.modes] if "epochs" in args.parts else []
+    if "reference" in args.parts and "bf16_cl" not in epoch_modes:
+        epoch_modes = epoch_modes + ["bf16_cl"]  # the reference ratio needs the project's default loop
+    for model_name in args.models:
+        for name in epoch_modes:
+            if "epochs" not in args.parts and model_name != args.models[0]:
+                continue
+            mode = GPU_MODES[name]
+            key = f"{model_name} {name}"
+            if mode.compile is not None and device.type == "cpu" and args.modes_auto:
+                figures["skipped"][key] = "inductor compilation takes minutes on this CPU"
+                _print(f"{key}: skipped on CPU: {mode.label} (inductor compilation takes minutes here; "
+                       f"name it in --modes to run it)")
+                continue
+            try:
+                result = time_epoch(model_name, mode, data, cfg, args)
+            except Exception as error:
+                if mode.compile is None:
+                    raise
+                figures["failed"][key] = one_line(error)
+                _print(f"{key}: failed: {mode.label}: {one_line(error)}")
+                del error
+                torch._dynamo.reset()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            figures["epochs"][key] = result
+            _print(f"{key} [{mode.label}]: warm-up {result['warmup_s']:.1f} s; train "
+                   f"{result['images_per_s']:.0f} img/s ({1e3 * result['train_s'] / result['steps']:.2f} ms/step), "
+                   f"test pass {result['test_s']:.2f} s; epoch {result['epoch_s']:.2f} s (extrapolated); "
+                   f"loss {result['train_loss']:.3f}{'' if result['finite'] else ' NON-FINITE'}")
+    first = args.models[0]
+    if "reference" in args.parts:
+        from prune_bench.data import load_arrays
+
+        arrays, _ = load_arrays(cfg.data)
+        reference = figures["reference"] = time_reference(first, arrays, args)
+        _print(f"{first} reference loop [per-image {reference['library']} transforms, DataLoader workers "
+               f"{reference['workers']}, fp32 eager]: train {reference['images_per_s']:.0f} img/s, workers' "
+               f"start {reference['startup_s']:.2f} s, test pass {reference['test_s']:.2f} s; epoch "
+               f"{reference['epoch_s']:.2f} s (extrapolated)")
+    if "packing" in args.parts:
+        figures["packing"] = {}
+        for k in args.pack:
+            packed = figures["packing"][k] = time_packing(first, k, args)
+            if "failed" in packed:
+                _print(f"{first} packing k={k}: failed: {packed['failed']}")
+                continue
+            rates = ", ".join(f"{rate:.0f}" for rate in packed["per_process"])
+            _print(f"{first} packing k={k}: total {packed['total_images_per_s']:.0f} img/s; per process {rates}")
+    print_summary(figures, args)
+    return figures
+
+
+def parse_trainer_defaults():
+    """The trainer section `prune-bench run` uses by default (cudnn_benchmark, deterministic)."""
+    from prune_bench.compose import compose_config
+
+    return compose_config([]).trainer
+
+
+def print_summary(figures: dict, args) -> None:
+    first = args.models[0]
+    _print()
+    _print(f"summary ({figures['device']}; batch {args.batch_size}; epochs extrapolated from "
+           f"{args.epoch_steps} steps + a full test pass)")
+    _print("| model | mode | warm-up s | train img/s | test pass s | epoch s | vs fp32 |")
+    _print("|---|---|---|---|---|---|---|")
+    for key, result in figures["epochs"].items():
+        model_name, name = key.split(" ")
+        fp32 = figures["epochs"].get(f"{model_name} fp32")
+        speedup = f"{fp32['epoch_s'] / result['epoch_s']:.2f}x" if fp32 else "-"
+        _print(f"| {model_name} | {name} | {result['warmup_s']:.1f} | {result['images_per_s']:.0f} | "
+               f"{result['test_s']:.2f} | {result['epoch_s']:.2f} | {speedup} |")
+    for key, reason in {**figures["skipped"], **figures["failed"]}.items():
+        model_name, name = key.split(" ")
+        _print(f"| {model_name} | {name} | {'skipped' if key in figures['skipped'] else 'failed'}: {reason} | | | | |")
+    ours = {name: figures["epochs"][f"{first} {name}"] for name in GPU_MODES if f"{first} {name}" in figures["epochs"]}
+    reference = figures.get("reference")
+    if reference and ours:
+        best = max(ours, key=lambda name: ours[name]["images_per_s"])
+        for name in dict.fromkeys(["bf16_cl", best]):
+            if name in ours:
+                ratio = ours[name]["images_per_s"] / reference["images_per_s"]
+                epoch_ratio = reference["epoch_s"] / ours[name]["epoch_s"]
+                _print(f"{first} project loop ({name}) / reference loop: {ratio:.2f}x images/s, "
+                       f"{epoch_ratio:.2f}x epoch time (goal >= {REFERENCE_GOAL:g}x: "
+                       f"{'met' if ratio >= REFERENCE_GOAL else 'not met'})")
+    resnet56 = {key: r for key, r in figures["epochs"].items() if key.startswith("resnet56 ")}
+    if resnet56:
+        key = min(resnet56, key=lambda k: resnet56[k]["epoch_s"])
+        seconds = resnet56[key]["epoch_s"]
+        _print(f"ResNet-56 epoch, best mode ({key.split(' ')[1]}): {seconds:.2f} s on {figures['device'].split(',')[0]} "
+               f"(goal <= {EPOCH_GOAL_S:g} s on one H100/H200: {'met' if seconds <= EPOCH_GOAL_S else 'not met'}); "
+               f"200 epochs = {200 * seconds / 60:.1f} min")
+    packing = {k: p for k, p in figures.get("packing", {}).items() if "failed" not in p}
+    if packing:
+        single = packing.get(1, {}).get("total_images_per_s")
+        cells = ", ".join(f"k={k}: {p['total_images_per_s']:.0f} img/s"
+                          + (f" ({p['total_images_per_s'] / single:.2f}x k=1)" if single else "")
+                          for k, p in packing.items())
+        _print(f"{first} packed processes, total: {cells}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -344,16 +804,58 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per block")
     parser.add_argument("--list", action="store_true")
-    args = parser.parse_args()
-    if args.list:
-        for name, fn in BENCHMARKS.items():
-            print(f"{name:<16} {(fn.__doc__ or '').strip().splitlines()[0]}")
-        return
+    gpu = parser.add_argument_group("gpu (epoch time, reference loop, packing)")
+    gpu.add_argument("--models", default="resnet56,vgg16", help="models to time; the first one also "
+                     "runs the reference loop and the packing")
+    gpu.add_argument("--modes", default="auto", help=f"any of {', '.join(GPU_MODES)}; auto: "
+                     f"{','.join(DEFAULT_GPU_MODES)} (compiled modes skipped on CPU unless named)")
+    gpu.add_argument("--parts", default=",".join(GPU_PARTS), help=f"any of {', '.join(GPU_PARTS)}")
+    gpu.add_argument("--data", choices=("synthetic", "jpeg"), default="synthetic",
+                     help="jpeg: the real archive (data=cifar10_jpeg, $PRUNE_BENCH_CIFAR10_JPEG)")
+    gpu.add_argument("--train-images", type=int, default=50000, help="synthetic training split size")
+    gpu.add_argument("--test-images", type=int, default=10000, help="synthetic test split size")
+    gpu.add_argument("--epoch-steps", type=int, default=100,
+                     help="timed training steps per mode (extrapolated to a whole epoch); steps per packed process")
+    gpu.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                     help="DataLoader workers of the reference loop")
+    gpu.add_argument("--pack", default="1,2,4,8", help="numbers of concurrent training processes")
+    args = parser.parse_args(argv)
+    args.list_only = args.list
+    args.modes_auto = args.modes == "auto"
     args.device = torch.device(args.device)
     unknown = set(args.names) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmarks {sorted(unknown)}; allowed: {', '.join(BENCHMARKS)}")
-    for name in args.names or BENCHMARKS:
+    try:
+        args.models = _names(args.models, None, "--models")
+        args.modes = list(DEFAULT_GPU_MODES) if args.modes == "auto" else _names(args.modes, GPU_MODES, "--modes")
+        args.parts = _names(args.parts, GPU_PARTS, "--parts")
+        args.pack = [int(k) for k in _names(args.pack, None, "--pack")]
+    except ValueError as error:
+        parser.error(str(error))
+    if min(args.pack, default=1) < 1 or min(args.epoch_steps, args.workers + 1, args.batch_size) < 1:
+        parser.error("--pack, --epoch-steps and --batch-size must be positive, --workers >= 0")
+    return args
+
+
+def _names(text: str, allowed, option: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    bad = [name for name in names if allowed is not None and name not in allowed]
+    if bad:
+        raise ValueError(f"{option}: unknown {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    return names
+
+
+def main() -> None:
+    args = parse_args()
+    if args.list_only:
+        for name, fn in BENCHMARKS.items():
+            print(f"{name:<16} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return
+    names = args.names or [name for name in BENCHMARKS if name != "gpu" or args.device.type == "cuda"]
+    if not args.names and args.device.type != "cuda":
+        print("gpu: left out on CPU (full-size epochs); name it to run it: python scripts/bench.py gpu --device cpu ...")
+    for name in names:
         BENCHMARKS[name](args)
 
 
