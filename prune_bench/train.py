@@ -237,8 +237,9 @@ def fit(
                 if bad_step.item() >= 0:
                     break
         bar.close()
+        diverged = bad_step.item() >= 0  # waits for the epoch's queued device work, so elapsed holds it
         elapsed = time.perf_counter() - started
-        if bad_step.item() >= 0:
+        if diverged:
             state.diverged_step = int(bad_step.item())
             log(f"diverged: non-finite loss at step {state.diverged_step} (epoch {epoch + 1}); stopping")
             break
