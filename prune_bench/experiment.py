@@ -29,7 +29,7 @@ from .loggers import Sinks
 from .metrics import conv_linear_weights, count_params_macs, sparsity_summary
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
-from .progress import Monitor, note_failure
+from .progress import Monitor, n_epochs, note_failure
 from .pruning import NoPruner, Pruner, TrainContext, build_pruner
 from .train import (
     FitState,
@@ -185,7 +185,7 @@ def train(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, directory: Pa
 
     log(f"{'training (shared) in' if shared else 'run'} {directory}: {cfg.model.name} / {cfg.optimizer.name} / "
         f"{cfg.pruner.name} on {data.info['label']} ({data.n_train} train images), "
-        f"{cfg.trainer.epochs} epochs, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
+        f"{n_epochs(cfg.trainer.epochs)}, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
     model, state = fit(
         model, optimizer, scheduler, pruner, ctx, data, cfg.trainer, cfg.seed, bool(cfg.data.augment),
         runtime, state, checkpoint=checkpoint, rebuild=rebuild, log=log, monitor=monitor,
@@ -217,7 +217,7 @@ def finetune(cfg, data: DeviceData, runtime: Runtime, pruner: Pruner, model, log
     scheduler = build_scheduler(OmegaConf.create({"name": "constant"}), optimizer, n_steps, epochs)
     pruner.ctx.optimizer = optimizer
     trainer = OmegaConf.merge(cfg.trainer, {"epochs": epochs, "eval_every": 1})
-    log(f"fine-tuning {epochs} epochs at lr {optimizer_cfg.lr:g} with the mask held")
+    log(f"fine-tuning {n_epochs(epochs)} at lr {optimizer_cfg.lr:g} with the mask held")
     _, state = fit(model, optimizer, scheduler, pruner, pruner.ctx, data, trainer, cfg.seed + 1,
                    bool(cfg.data.augment), runtime, FitState(), log=log)
     return state

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .cells import PAPER
+from .progress import n_epochs
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "d"]
 DODGE_POINTS = 6.0  # sideways shift between series that would cover each other, in points
@@ -42,8 +43,7 @@ class Series:
 def epochs_text(epochs) -> str:
     if epochs is None or (isinstance(epochs, float) and math.isnan(epochs)):
         return "epochs unknown"
-    epochs = int(epochs)
-    return "1 epoch" if epochs == 1 else f"{epochs} epochs"
+    return n_epochs(int(epochs))
 
 
 def _missing(value) -> bool:

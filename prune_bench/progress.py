@@ -46,6 +46,11 @@ def duration(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
+def n_epochs(epochs: int) -> str:
+    """1 epoch, 3 epochs."""
+    return "1 epoch" if epochs == 1 else f"{epochs} epochs"
+
+
 class Monitor:
     """The object fit() reports to. Every call between steps reads host-side counters only;
     `due()` says when a report (which needs one device sync for the loss) is wanted."""

@@ -32,7 +32,7 @@ from .experiment import train as train_dense
 from .fileio import atomic_torch_save
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
-from .progress import Monitor
+from .progress import Monitor, n_epochs
 from .pruning import NoPruner, Pruner, TrainContext
 from .pruning.hosts import SparseLearning, build_host
 from .train import FitState, Runtime, fit, load_checkpoint, restore, save_checkpoint
@@ -106,7 +106,7 @@ def train_stage(stage: Stage, model: torch.nn.Module, hooks: Pruner, data: Devic
         if stage.trainer.checkpoint:
             save_checkpoint(checkpoint_path, model_now, optimizer_now, scheduler_now, hooks, state_now, stage.stage_id)
 
-    log(f"{stage.name} stage in {stage.directory}: {epochs} epochs at lr {stage.optimizer.lr:g}")
+    log(f"{stage.name} stage in {stage.directory}: {n_epochs(epochs)} at lr {stage.optimizer.lr:g}")
     if monitor is not None:
         monitor.start(stage.directory, stage.name)
     model, state = fit(model, optimizer, scheduler, hooks, ctx, data, stage.trainer, stage.seed, augment,

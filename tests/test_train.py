@@ -155,3 +155,10 @@ def test_deterministic_kernels_turn_autotuning_off():
     finally:
         torch.backends.cudnn.benchmark = torch.backends.cudnn.deterministic = False
         torch.use_deterministic_algorithms(False)
+
+
+def test_a_one_epoch_run_says_1_epoch(tiny_overrides):
+    lines = []
+    experiment.run(make_config([*tiny_overrides, "trainer.epochs=1"]), log=lines.append)
+    assert any(", 1 epoch, device cpu" in line for line in lines), lines
+    assert not any("1 epochs" in line for line in lines)
