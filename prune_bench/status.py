@@ -91,13 +91,22 @@ def _record_detail(record: dict) -> str:
     return ", ".join(parts)
 
 
+def _where_trained(progress: dict | None, shared: str | None) -> str:
+    """Where a run's epochs are counted: "" in its own directory, " (shared training[ NAME])" in a
+    one-shot pruner's shared training, " (STAGE stage[, shared[ NAME]])" for a staged run (DPM).
+    `shared`: None for the run's own directory, else the shared directory's name or ""."""
+    named = f" {shared}" if shared else ""
+    stage = (progress or {}).get("stage")
+    if stage:
+        return f" ({stage} stage{'' if shared is None else ', shared' + named})"
+    return "" if shared is None else f" (shared training{named})"
+
+
 def _running_detail(progress: dict | None) -> str:
     if not progress:
         return "started (no progress yet)"
     phase = progress.get("phase")
-    shared = " (shared training)" if "/.trained/" in progress.get("training_dir", "") else ""
-    if progress.get("stage"):
-        shared = f" ({progress['stage']} stage{', shared' if shared else ''})"
+    shared = _where_trained(progress, "" if "/.trained/" in progress.get("training_dir", "") else None)
     if phase != "training":
         text = {"starting": "starting, or waiting for the shared training",
                 "finishing": f"trained {progress.get('epochs')} epochs; pruning, evaluating, writing the record"}.get(
@@ -141,9 +150,7 @@ def inspect_run(run_dir: Path) -> RunStatus:
     done = checkpoint_epoch(where / CHECKPOINT) if (where / CHECKPOINT).is_file() else None
     if done is None:
         return RunStatus("interrupted", name, "stopped before its first checkpoint", run_dir, epochs=epochs)
-    shared = f" (shared training {where.name})" if where != run_dir else ""
-    if progress and progress.get("stage"):
-        shared = f" ({progress['stage']} stage{f' {where.name}' if where != run_dir else ''})"
+    shared = _where_trained(progress, where.name if where != run_dir else None)
     return RunStatus("interrupted", name, f"checkpoint after epoch {done}/{epochs}{shared}", run_dir,
                      epochs_done=done, epochs=epochs)
 

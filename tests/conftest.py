@@ -60,6 +60,25 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def interrupt_in_epoch(monkeypatch, epoch: int, seen: list | None = None) -> None:
+    """Ctrl-C at the first progress report of `epoch` (0-based), after that epoch's progress.json
+    is written; `seen` gets the run's state as `prune-bench status` reads it at each report.
+    The runs need trainer.progress=lines (or bar) for reports to happen; monkeypatch.undo() ends it."""
+    from prune_bench.progress import Monitor
+    from prune_bench.status import inspect_run
+
+    during_epoch = Monitor.during_epoch
+
+    def report_then_interrupt(self, *args):
+        during_epoch(self, *args)
+        if seen is not None:
+            seen.append(inspect_run(self.run_dir))
+        if self.epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Monitor, "during_epoch", report_then_interrupt)
+
+
 def lr_factors(cfg: dict, steps_per_epoch: int, epochs: int) -> list[float]:
     """The lr of every step of a run under the scheduler `cfg` (base lr 1)."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

@@ -13,12 +13,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import make_config
+from conftest import interrupt_in_epoch, make_config
 from prune_bench import experiment
 from prune_bench.data import load_data, train_batches
 from prune_bench.models import build_model
 from prune_bench.optim import GRDA, StochGradAdam, build_optimizer
-from prune_bench.progress import Monitor
 from prune_bench.pruning import (
     NoPruner,
     TrainContext,
@@ -201,15 +200,8 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_where_an_uninterrupted_one_ends
                  "trainer.batch_size=20", "trainer.progress=lines", f"trainer.device={device}",
                  "trainer.deterministic=true", f"paths.data_root={tmp_path / 'data'}"]
     whole = experiment.run(make_config([*overrides, f"paths.runs_dir={tmp_path / 'whole'}"]), log=quiet)
-    during_epoch = Monitor.during_epoch
-
-    def interrupt_in_epoch_two(self, *args):
-        during_epoch(self, *args)
-        if self.epoch == 1:
-            raise KeyboardInterrupt  # mid-epoch: the checkpoint holds epoch 1
-
     cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
-    monkeypatch.setattr(Monitor, "during_epoch", interrupt_in_epoch_two)
+    interrupt_in_epoch(monkeypatch, 1)  # mid-epoch 2: the checkpoint holds epoch 1
     with pytest.raises(KeyboardInterrupt):
         experiment.run(cut, log=quiet)
     monkeypatch.undo()

@@ -4,9 +4,8 @@ import csv
 
 import pytest
 
-from conftest import make_config, run_cli
+from conftest import interrupt_in_epoch, make_config, run_cli
 from prune_bench.experiment import run
-from prune_bench.progress import Monitor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GRADUAL = ["pruner=gmp", "pruner.sparsity=0.5", "pruner.events=3", "pruner.t_end=1.0"]  # events in epochs 1 and 2
@@ -23,14 +22,7 @@ def _rows(path):
 
 def test_csv_is_the_history_one_row_per_epoch_also_after_a_resume(tmp_path, tiny_overrides, monkeypatch):
     cfg = make_config([*tiny_overrides, "trainer.epochs=3", "trainer.progress=lines"])
-    during_epoch = Monitor.during_epoch
-
-    def interrupt_in_epoch_3(self, *args):
-        if self.epoch == 2:
-            raise KeyboardInterrupt
-        during_epoch(self, *args)
-
-    monkeypatch.setattr(Monitor, "during_epoch", interrupt_in_epoch_3)
+    interrupt_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, log=lambda line: None)
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import interrupt_in_epoch, run_cli
 from prune_bench import plan, reproduce
 from prune_bench.cli import main
 from prune_bench.errors import ConfigError
@@ -114,20 +114,11 @@ def _planned(tmp_path, *extra, seeds=(1,)):
 def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """Ctrl-C in the second epoch of the first cell (after its epoch-1 checkpoint): status says
     interrupted; reproduce resumes that cell after epoch 1 and trains the other from scratch."""
-    from prune_bench.progress import Monitor
-
     overrides = ["model=resnet20", "trainer.progress=lines"]
-    during_epoch = Monitor.during_epoch
-
-    def interrupt_in_epoch_2(self, *args):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        during_epoch(self, *args)
-
-    monkeypatch.setattr(Monitor, "during_epoch", interrupt_in_epoch_2)
+    interrupt_in_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         reproduce.reproduce("smoke", "full", [1, 2], tiny(tmp_path, *overrides), log=lambda line: None)
-    monkeypatch.setattr(Monitor, "during_epoch", during_epoch)
+    monkeypatch.undo()
     first, second = _planned(tmp_path, *overrides, seeds=(1, 2))
     assert first.status.state == "interrupted" and first.status.detail == "checkpoint after epoch 1/2"
     assert second.status.state == "pending"

@@ -10,29 +10,13 @@ import sys
 
 import pytest
 
-from conftest import make_config, run_cli
+from conftest import interrupt_in_epoch, make_config, run_cli
 from prune_bench import plan
 from prune_bench import progress as progress_module
 from prune_bench.experiment import run
-from prune_bench.progress import Monitor
-from prune_bench.status import inspect_run, lock_held, render, scan
+from prune_bench.status import lock_held, render, scan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _interrupt_in_epoch(monkeypatch, epoch: int, seen: list | None = None):
-    """Ctrl-C at the first progress report of `epoch` (0-based); `seen` gets the run's state
-    as status reads it at that moment, from another lock handle."""
-    during_epoch = Monitor.during_epoch
-
-    def patched(self, *args):
-        during_epoch(self, *args)
-        if seen is not None:
-            seen.append(inspect_run(self.run_dir))
-        if self.epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Monitor, "during_epoch", patched)
 
 
 def test_each_state_from_real_runs(tmp_path, tiny_overrides, monkeypatch):
@@ -41,7 +25,7 @@ def test_each_state_from_real_runs(tmp_path, tiny_overrides, monkeypatch):
     run(make_config([*tiny_overrides, "seed=1"]), log=quiet)  # finished
     run(make_config([*tiny_overrides, "seed=2", "optimizer.lr=1e30"]), log=quiet)  # diverged
     seen = []
-    _interrupt_in_epoch(monkeypatch, 1, seen)
+    interrupt_in_epoch(monkeypatch, 1, seen)
     with pytest.raises(KeyboardInterrupt):
         run(make_config([*tiny_overrides, *lines, "seed=3"]), log=quiet)  # interrupted in epoch 2
     monkeypatch.undo()
@@ -50,7 +34,7 @@ def test_each_state_from_real_runs(tmp_path, tiny_overrides, monkeypatch):
     failing = make_config([*tiny_overrides, "seed=4"])
     (planned,) = plan.plan_jobs([([], failing)])
     failing_dir = planned.status.run_dir
-    _interrupt_in_epoch(monkeypatch, 0)
+    interrupt_in_epoch(monkeypatch, 0)
     with pytest.raises(KeyboardInterrupt):
         run(failing, log=quiet)
     monkeypatch.undo()
@@ -152,3 +136,14 @@ def test_watch_refreshes_until_interrupted(tmp_path):
     finally:
         watcher.kill()
     assert watcher.returncode == 0, err
+
+
+def test_the_place_a_runs_epochs_count_in_is_named():
+    from prune_bench.status import _where_trained
+
+    assert _where_trained(None, None) == ""
+    assert _where_trained({}, "") == " (shared training)"
+    assert _where_trained({}, "resnet20_sgd-1a2b") == " (shared training resnet20_sgd-1a2b)"
+    assert _where_trained({"stage": "finetune"}, None) == " (finetune stage)"
+    assert _where_trained({"stage": "pretrain"}, "") == " (pretrain stage, shared)"
+    assert _where_trained({"stage": "sparse"}, "resnet20_bnscale-sparse-9f") == " (sparse stage, shared resnet20_bnscale-sparse-9f)"
