@@ -1,18 +1,26 @@
-"""`prune-bench run|reproduce|status|table|plot|list`. Parsing only; the work is in experiment.py,
-reproduce.py, status.py and results.py."""
+"""`prune-bench run|reproduce|status|table|plot|list`. Parsing only; the work is in engine/run.py
+(through scale/launch.py), scale/reproduce.py, scale/status.py and report/tables.py."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
+import hydra
+
+from .config.compose import check_group_overrides, compose_jobs, job_overrides
+from .config.shipped import conf_dir
+from .engine.workspace import ensure_writable, inside
 from .errors import PruneBenchError
-from .paths import conf_dir
-from .workspace import ensure_writable, inside
+from .layout import runs_root, sweep_dir
+from .report.tables import load_table_spec, table_names, write_plot, write_table
+from .scale.launch import task as run_task
+from .scale.plan import check_schedules
+from .scale.reproduce import paper_status, parse_seeds, reproduce
+from .scale.status import render, scan
 
 USAGE = """usage: prune-bench <command> [...]
 
@@ -68,51 +76,20 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------------------- run
 
 
-def _group_options(group: str) -> list[str] | None:
-    folder = conf_dir() / group
-    if not folder.is_dir():
-        return None
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def check_group_overrides(overrides: list[str]) -> None:
-    """Catch `model=resnet57` or `+exp=typo` before Hydra does (its message spans many lines)."""
-    for override in overrides:
-        if override.startswith("-") or "=" not in override:
-            continue
-        key, value = override.split("=", 1)
-        group = key.lstrip("+~")
-        options = _group_options(group) if "/" not in group and "." not in group else None
-        if options is None:
-            continue
-        if not re.fullmatch(r"[\w\-,]+", value):  # sweep syntax like choice(...): leave to Hydra
-            continue
-        for choice in value.split(","):
-            if choice not in options:
-                raise PruneBenchError(f"{group}={choice}: unknown option; allowed: {', '.join(options)}")
-
-
 def _sweep_dir(overrides: list[str], cfg) -> tuple[Path, str]:
     """Where Hydra writes a sweep's log (conf/config.yaml: hydra.sweep.dir), and the key that sets it."""
     for override in overrides:
         if override.startswith("hydra.sweep.dir="):
             return Path(override.split("=", 1)[1]).expanduser(), "hydra.sweep.dir"
-    return Path(str(cfg.paths.runs_dir)).expanduser() / ".multirun", "paths.runs_dir"
+    return sweep_dir(runs_root(cfg)), "paths.runs_dir"
 
 
 def run_command(overrides: list[str]) -> int:
-    import hydra
-
     check_group_overrides(overrides)
-    from .compose import compose_jobs, job_overrides
-
     jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
     if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
-        from .plan import check_schedules
-
         check_schedules(jobs)  # and its pruning schedule checked against its data
         ensure_writable(*_sweep_dir(overrides, jobs[0][1]))
-    from .launch import task as run_task
 
     def task(cfg) -> None:
         try:
@@ -129,8 +106,6 @@ def run_command(overrides: list[str]) -> int:
 
 
 def reproduce_command(args: list[str]) -> int:
-    from .reproduce import parse_seeds, reproduce
-
     parser = argparse.ArgumentParser(prog="prune-bench reproduce")
     parser.add_argument("paper", help="a paper (conf/reproduce/PAPER.yaml)")
     parser.add_argument("--budget", default="full", help="full (the paper's recipe, default) or quick (CPU-sized)")
@@ -147,8 +122,6 @@ def reproduce_command(args: list[str]) -> int:
 
 
 def status_command(args: list[str]) -> int:
-    from .status import render, scan
-
     parser = argparse.ArgumentParser(prog="prune-bench status")
     parser.add_argument("paper", nargs="?", help="a paper: its grid's cells, pending ones included")
     parser.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
@@ -163,8 +136,6 @@ def status_command(args: list[str]) -> int:
             if not Path(options.runs).is_dir():
                 raise PruneBenchError(f"--runs: {options.runs} does not exist")
             return render(scan(Path(options.runs)))
-        from .reproduce import paper_status, parse_seeds
-
         seeds = parse_seeds(options.seeds) if options.seeds is not None else None
         return paper_status(options.paper, options.budget, seeds, [f"paths.runs_dir={options.runs}", *overrides])
 
@@ -184,8 +155,6 @@ def status_command(args: list[str]) -> int:
 
 
 def table_command(command: str, args: list[str]) -> int:
-    from .results import table_names, write_plot, write_table
-
     parser = argparse.ArgumentParser(prog=f"prune-bench {command}")
     parser.add_argument("name", help="table name (prune-bench list shows them)")
     parser.add_argument("--runs-dir", default="runs", help="where run records are (default: runs)")
@@ -220,8 +189,6 @@ def _description(path: Path) -> str:
 
 
 def list_command() -> int:
-    from .results import load_table_spec, table_names
-
     print("experiments (prune-bench run +exp=NAME):")
     for path in sorted((conf_dir() / "exp").glob("*.yaml")):
         print(f"  {path.stem:<32} {_description(path)}")

@@ -15,18 +15,32 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import queue as queue_module
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from reference_loop import time_reference
 
-from prune_bench.data import DeviceData, steps_per_epoch, synthetic_arrays, train_batches
+from prune_bench.config.compose import compose_config
+from prune_bench.config.shipped import conf_dir
+from prune_bench.data import (
+    DeviceData,
+    load_arrays,
+    load_data,
+    steps_per_epoch,
+    synthetic_arrays,
+    train_batches,
+)
+from prune_bench.engine.loop import FitState, Training, evaluate, train_epoch, train_step
+from prune_bench.engine.runtime import Runtime, configure_cuda_kernels
 from prune_bench.models import build_model
-from prune_bench.optim import GRDA
+from prune_bench.optim import GRDA, StochGradAdam, build_optimizer, build_scheduler
 from prune_bench.pruning import (
     NoPruner,
     TrainContext,
@@ -35,7 +49,6 @@ from prune_bench.pruning import (
     gmp_masks,
     magfirst_masks,
 )
-from prune_bench.train import Runtime, train_step
 
 BENCHMARKS: dict[str, Callable] = {}
 
@@ -133,8 +146,6 @@ def bench_loop(args) -> None:
 @benchmark
 def bench_sga(args) -> None:
     """StochGradAdam vs torch.optim.Adam: the optimizer step alone and the whole training step."""
-    from prune_bench.optim import StochGradAdam
-
     device, runtime = args.device, runtime_for(args.device)
     data = synthetic_device_data(1024, device)
     images, labels = next(endless_batches(data, args.batch_size))
@@ -160,8 +171,6 @@ def bench_sga(args) -> None:
 def _gradual_pruner(name: str, model, optimizer, device: torch.device, sparsity: float):
     """A GMP/FGGP pruner whose masks are already at `sparsity` (an ERK start) and whose events
     lie beyond the timed steps, so a timed step is the per-step masking cost alone."""
-    from omegaconf import OmegaConf
-
     cfg = OmegaConf.create({
         "name": name, "sparsity": sparsity, "init_sparsity": sparsity, "t_start": 0, "t_end": 10**9,
         "interval": None, "events": 1, "layers": ["conv", "linear"], "skip_first_conv": True,
@@ -278,10 +287,6 @@ def _dpm_pruner(model, optimizer, device: torch.device, events: int, decaying_ev
     """A DPM pruner (DepGraph host, SP+SR) that picks, after the first step, the channels of
     `decaying_events` of the recipe's `events` selection events; they decay for the rest of the
     benchmark (N is huge), so every timed step rescales them and runs SR's checks."""
-    from omegaconf import OmegaConf
-
-    from prune_bench.paths import conf_dir
-
     cfg = OmegaConf.load(conf_dir() / "pruner" / "dpm.yaml")
     reduction = decaying_events / events * (1 - 1 / 2.11)  # of the MACs, as in the 2.11x recipe
     OmegaConf.update(cfg, "speedup", 1 / (1 - reduction))
@@ -377,9 +382,6 @@ def one_line(error: BaseException) -> str:
 def bench_data(args) -> tuple[DeviceData, object]:
     """The device data through the project's loader (`load_data`) and the composed config whose
     optimizer, scheduler and trainer sections `prune-bench run` would use."""
-    from prune_bench.compose import compose_config
-    from prune_bench.data import load_data
-
     overrides = (["data=cifar10_jpeg"] if args.data == "jpeg" else
                  ["data=synthetic", f"data.synthetic.train_size={args.train_images}",
                   f"data.synthetic.test_size={args.test_images}"])
@@ -387,212 +389,77 @@ def bench_data(args) -> tuple[DeviceData, object]:
     return load_data(cfg.data, args.device), cfg
 
 
-def full_batches(data: DeviceData, batch_size: int, channels_last: bool):
-    """Endless training batches of exactly `batch_size` (train_batches, seeded; an epoch's last,
-    smaller batch is left out here and timed in the warm-up instead)."""
-    epoch = 0
-    while True:
-        for images, labels in train_batches(data, batch_size, seed=0, epoch=epoch, channels_last=channels_last):
-            if labels.numel() == batch_size:
-                yield images, labels
-        epoch += 1
+def data_slice(data: DeviceData, n_steps: int, batch_size: int) -> DeviceData:
+    """The first n_steps x batch_size training images (and every test image): one epoch of the
+    project's loop over it is n_steps full steps."""
+    n = min(data.n_train, n_steps * batch_size)
+    return replace(data, train_images=data.train_images[:n], train_labels=data.train_labels[:n])
 
 
-def project_steps(model, optimizer, scheduler, batches, runtime: Runtime, n_steps: int):
-    """`n_steps` steps of the loop `prune-bench run` runs (train.fit's per-step work with no
-    pruner): train_step, the scheduler, and the loss, accuracy and divergence sums that stay on
-    the device. Returns (images seen, loss sum, first non-finite step or -1) as device tensors."""
-    pruner = NoPruner()
-    loss_sum = torch.zeros((), device=runtime.device)
-    correct = torch.zeros((), dtype=torch.long, device=runtime.device)
-    bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
-    seen = 0
-    for step in range(n_steps):
-        images, labels = next(batches)
-        logits, loss, _ = train_step(model, optimizer, pruner, images, labels, step, runtime)
-        if scheduler is not None:
-            scheduler.step()
-        detached = loss.detach()
-        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), step, bad_step)
-        loss_sum += detached * labels.numel()
-        correct += (logits.detach().argmax(1) == labels).sum()
-        seen += labels.numel()
-    return seen, loss_sum, bad_step
+def loop_training(model, cfg, data: DeviceData, runtime: Runtime, batch_size: int) -> Training:
+    """The Training a `prune-bench run` stage builds (the run's optimizer and scheduler, no pruner)."""
+    n_steps = steps_per_epoch(data.n_train, batch_size)
+
+    def build(new_model):
+        optimizer = build_optimizer(cfg.optimizer, new_model.parameters())
+        return optimizer, build_scheduler(cfg.scheduler, optimizer, n_steps, cfg.trainer.epochs)
+
+    ctx = TrainContext(model, None, data, n_steps, n_steps * cfg.trainer.epochs, 0, runtime.device)
+    return Training(model, build, NoPruner(), ctx, runtime)
 
 
 def time_epoch(model_name: str, mode: Mode, data: DeviceData, cfg, args) -> dict:
     """Warm-up (compilation, cuDNN autotuning: some full steps, the epoch's last smaller batch and
-    one test pass, the shapes every later epoch repeats), then `--epoch-steps` timed steps and a
-    timed full test pass. The epoch is extrapolated: train seconds per step x steps per epoch +
+    one test pass, the shapes every later epoch repeats), then one epoch of the project's loop
+    (engine.loop.train_epoch) over `--epoch-steps` full batches and a timed full test pass
+    (engine.loop.evaluate). The epoch is extrapolated: train seconds per step x steps per epoch +
     the test pass."""
-    from omegaconf import OmegaConf
-
-    from prune_bench.optim import build_optimizer, build_scheduler
-    from prune_bench.train import evaluate
-
     device, batch_size = args.device, args.batch_size
-    trainer = OmegaConf.merge(cfg.trainer, {"precision": "bf16" if mode.bf16 else "fp32",
-                                            "channels_last": mode.channels_last, "progress": "none"})
-    runtime = Runtime.from_config(trainer, device)
+    trainer = OmegaConf.merge(cfg.trainer, {"precision": "bf16" if mode.bf16 else "fp32", "batch_size": batch_size,
+                                            "channels_last": mode.channels_last, "progress": "none",
+                                            "compile": mode.compile is not None})
+    runtime = replace(Runtime.from_config(trainer, device),
+                      compile_mode=None if mode.compile in (None, "default") else mode.compile)
     torch.manual_seed(0)
-    model = build_model(model_name, num_classes=data.num_classes).to(device)
-    if mode.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    model = runtime.place(build_model(model_name, num_classes=data.num_classes))
     n_steps = steps_per_epoch(data.n_train, batch_size)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, n_steps, cfg.trainer.epochs)
-    train_model = model
-    if mode.compile == "default":
-        train_model = torch.compile(model)  # what trainer.compile=true does in train.fit
-    elif mode.compile is not None:
-        train_model = torch.compile(model, mode=mode.compile)
-    batches = full_batches(data, batch_size, mode.channels_last)
-    tail = data.n_train % batch_size
+    training = loop_training(model, cfg, data, runtime, batch_size)
+    state = FitState()
+    warm_steps = max(3, args.epoch_steps // 10)
+    warm = replace(data_slice(data, warm_steps + 1, batch_size))
+    tail = data.n_train % batch_size  # the last, smaller batch of a real epoch
+    if tail:
+        n = warm_steps * batch_size + tail
+        warm = replace(data, train_images=data.train_images[:n], train_labels=data.train_labels[:n])
 
     started = time.perf_counter()
-    project_steps(train_model, optimizer, scheduler, batches, runtime, max(3, args.epoch_steps // 10))
-    if tail:
-        last = train_batches(data, tail, seed=1, epoch=0, channels_last=mode.channels_last)
-        project_steps(train_model, optimizer, scheduler, last, runtime, 1)
-    evaluate(train_model, data, runtime)
+    train_epoch(training, warm, trainer, 0, True, state)
+    evaluate(training.forward, data, runtime)
     synchronize(device)
     warmup_s = time.perf_counter() - started
 
+    timed = data_slice(data, args.epoch_steps, batch_size)
     started = time.perf_counter()
-    seen, loss_sum, bad_step = project_steps(train_model, optimizer, scheduler, batches, runtime, args.epoch_steps)
+    entry = train_epoch(training, timed, trainer, 1, True, state)
     synchronize(device)
     train_s = time.perf_counter() - started
     started = time.perf_counter()
-    test = evaluate(train_model, data, runtime)
+    test = evaluate(training.forward, data, runtime)
     synchronize(device)
     test_s = time.perf_counter() - started
     result = {
         "warmup_s": warmup_s, "train_s": train_s, "test_s": test_s, "steps": args.epoch_steps,
-        "steps_per_epoch": n_steps, "images_per_s": seen / train_s,
+        "steps_per_epoch": n_steps, "images_per_s": timed.n_train / train_s,
         "epoch_s": train_s / args.epoch_steps * n_steps + test_s,
-        "train_loss": loss_sum.item() / seen, "finite": bad_step.item() < 0, "test_acc": test["test_acc"],
+        "train_loss": entry["train_loss"] if entry else float("nan"), "finite": entry is not None,
+        "test_acc": test["test_acc"],
     }
-    del train_model, model, optimizer
+    del training, model
     if mode.compile is not None:
         torch._dynamo.reset()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
-
-
-class PerImageCifar(torch.utils.data.Dataset):
-    """uint8 HWC images and int labels, a PIL image per item through `transform`: the dataset of
-    the usual published CIFAR script."""
-
-    def __init__(self, images, labels, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
-
-
-class PilTransform:
-    """RandomCrop(32, padding=4) + RandomHorizontalFlip (when `augment`), ToTensor, Normalize,
-    on one PIL image with PIL and numpy: torchvision's transforms where torchvision is absent."""
-
-    def __init__(self, mean, std, augment: bool, pad: int = 4):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-        self.augment, self.pad = augment, pad
-
-    def __call__(self, image):
-        from PIL import Image, ImageOps
-
-        if self.augment:
-            width, height = image.size
-            padded = ImageOps.expand(image, border=self.pad, fill=0)
-            top, left = (int(v) for v in torch.randint(0, 2 * self.pad + 1, (2,)))
-            image = padded.crop((left, top, left + width, top + height))
-            if torch.rand(()) < 0.5:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0)
-        return (x - self.mean) / self.std
-
-
-def reference_transforms(mean, std) -> tuple[object, object, str]:
-    """(train transform, test transform, which library): torchvision's if installed (imported
-    here only: the project never needs it), else the same per-image transforms in PIL + numpy."""
-    mean, std = [float(m) for m in mean], [float(s) for s in std]
-    try:
-        import torchvision
-        import torchvision.transforms as T
-    except ImportError:
-        return PilTransform(mean, std, True), PilTransform(mean, std, False), "PIL + numpy (torchvision not installed)"
-    train = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
-    test = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
-    return train, test, f"torchvision {torchvision.__version__}"
-
-
-def time_reference(model_name: str, arrays, args) -> dict:
-    """The loop of the usual published CIFAR script: a per-image PIL Dataset, DataLoader(batch,
-    shuffle, workers, pin_memory), fp32 eager NCHW, .to(device, non_blocking=True) per batch,
-    SGD momentum 0.9. (No per-step .item(), which many such scripts add: if anything this
-    reference is faster than theirs.) Training images/s over `--epoch-steps` steps after the first
-    batch arrives; the workers' start and a full test pass are timed as they come per epoch."""
-    device = args.device
-    mean, std = (stat / 255.0 for stat in arrays.channel_stats())
-    train_transform, test_transform, library = reference_transforms(mean, std)
-    pin = device.type == "cuda"
-    train_set = PerImageCifar(arrays.train_images, arrays.train_labels, train_transform)
-    test_set = PerImageCifar(arrays.test_images, arrays.test_labels, test_transform)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                                               num_workers=args.workers, pin_memory=pin)
-    test_loader = torch.utils.data.DataLoader(test_set, batch_size=100, shuffle=False,
-                                              num_workers=args.workers, pin_memory=pin)
-    torch.manual_seed(0)
-    model = build_model(model_name, num_classes=len(arrays.classes)).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    criterion = torch.nn.CrossEntropyLoss()
-
-    def train(n_steps: int) -> tuple[float, float]:
-        """Seconds until the first batch arrives (the workers' start), then for n_steps steps."""
-        model.train()
-        started = time.perf_counter()
-        batches = iter(train_loader)
-        inputs, targets = next(batches)
-        first = time.perf_counter()
-        for step in range(n_steps):
-            if step:
-                inputs, targets = next(batches)
-            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            optimizer.zero_grad()
-            loss = criterion(model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-        synchronize(device)
-        del batches  # its workers stop, as at an epoch's end
-        return first - started, time.perf_counter() - first
-
-    def test() -> float:
-        model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        started = time.perf_counter()
-        with torch.no_grad():
-            for inputs, targets in test_loader:
-                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-                correct += (model(inputs).argmax(1) == targets).sum()
-        correct.item()
-        return time.perf_counter() - started
-
-    n_steps = min(args.epoch_steps, len(train_loader))
-    train(min(n_steps, max(3, n_steps // 10)))  # warm-up: cuDNN autotuning, allocator
-    startup_s, train_s = train(n_steps)
-    test_s = test()
-    return {
-        "library": library, "workers": args.workers, "startup_s": startup_s, "train_s": train_s,
-        "test_s": test_s, "steps": n_steps, "images_per_s": n_steps * args.batch_size / train_s,
-        "epoch_s": startup_s + train_s / n_steps * len(train_loader) + test_s,
-    }
 
 
 def _pack_worker(rank: int, model_name: str, device_name: str, batch_size: int, n_steps: int, threads: int,
@@ -604,25 +471,24 @@ def _pack_worker(rank: int, model_name: str, device_name: str, batch_size: int, 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # trainer.cudnn_benchmark's default
     runtime = runtime_for(device)
-    data = synthetic_device_data(batch_size * 4, device)
+    cfg = compose_config([])
+    trainer = OmegaConf.merge(cfg.trainer, {"batch_size": batch_size})
+    data = synthetic_device_data(batch_size * n_steps, device)
     torch.manual_seed(rank)
-    model = build_model(model_name).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    batches = full_batches(data, batch_size, channels_last=True)
-    project_steps(model, optimizer, None, batches, runtime, 3)
+    training = loop_training(runtime.place(build_model(model_name)), cfg, data, runtime, batch_size)
+    state = FitState()
+    train_epoch(training, data_slice(data, 3, batch_size), trainer, 0, True, state)  # warm-up
     synchronize(device)
     barrier.wait(timeout=600)
     started = time.monotonic()  # one clock for every process (CLOCK_MONOTONIC)
-    seen, _, _ = project_steps(model, optimizer, None, batches, runtime, n_steps)
+    train_epoch(training, data, trainer, 1, True, state)
     synchronize(device)
-    results.put((rank, started, time.monotonic(), seen))
+    results.put((rank, started, time.monotonic(), data.n_train))
 
 
 def time_packing(model_name: str, k: int, args) -> dict:
     """k concurrent training processes (spawned) on one device. Total images/s over the common
     window (first start to last end: conservative) and each process's own rate."""
-    import queue as queue_module
-
     context = torch.multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(k), context.Queue()
     threads = max(1, torch.get_num_threads() // k)
@@ -655,8 +521,6 @@ def time_packing(model_name: str, k: int, args) -> dict:
 
 
 def device_description(device: torch.device) -> str:
-    import platform
-
     if device.type == "cuda":
         return (f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
                 f"cuDNN {torch.backends.cudnn.version()}")
@@ -682,8 +546,6 @@ def bench_gpu(args) -> dict:
     running it on a GPU. Returns the measured figures."""
     device = args.device
     if device.type == "cuda":
-        from prune_bench.train import configure_cuda_kernels
-
         configure_cuda_kernels(parse_trainer_defaults())
     data, cfg = bench_data(args)
     n_steps = steps_per_epoch(data.n_train, args.batch_size)
@@ -725,8 +587,6 @@ def bench_gpu(args) -> dict:
                    f"loss {result['train_loss']:.3f}{'' if result['finite'] else ' NON-FINITE'}")
     first = args.models[0]
     if "reference" in args.parts:
-        from prune_bench.data import load_arrays
-
         arrays, _ = load_arrays(cfg.data)
         reference = figures["reference"] = time_reference(first, arrays, args)
         _print(f"{first} reference loop [per-image {reference['library']} transforms, DataLoader workers "
@@ -748,8 +608,6 @@ def bench_gpu(args) -> dict:
 
 def parse_trainer_defaults():
     """The trainer section `prune-bench run` uses by default (cudnn_benchmark, deterministic)."""
-    from prune_bench.compose import compose_config
-
     return compose_config([]).trainer
 
 

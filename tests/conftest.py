@@ -13,8 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from prune_bench.config.shipped import conf_dir
+from prune_bench.config.validate import validate
+from prune_bench.engine import stages
+from prune_bench.engine.progress import Monitor
+from prune_bench.errors import ConfigError
 from prune_bench.optim import build_scheduler
-from prune_bench.paths import conf_dir
+from prune_bench.scale.status import inspect_run
 
 
 def make_config(overrides: list[str]):
@@ -41,6 +46,20 @@ def tiny_overrides(tmp_path):
     ]
 
 
+def config_problems(overrides: list[str]) -> list[str]:
+    """The lines of the ConfigError that validating the config of `overrides` raises."""
+    with pytest.raises(ConfigError) as error:
+        validate(make_config(overrides))
+    return str(error.value).splitlines()
+
+
+def cli_error_lines(args: list[str], cwd: Path) -> list[str]:
+    """`prune-bench ARGS`, which must fail with exit status 2: its stderr lines."""
+    result = run_cli(args, cwd)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    return result.stderr.strip().splitlines()
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     """`prune-bench ARGS` as a new user would type it, from `cwd`."""
     return subprocess.run(
@@ -64,9 +83,6 @@ def interrupt_in_epoch(monkeypatch, epoch: int, seen: list | None = None) -> Non
     """Ctrl-C at the first progress report of `epoch` (0-based), after that epoch's progress.json
     is written; `seen` gets the run's state as `prune-bench status` reads it at each report.
     The runs need trainer.progress=lines (or bar) for reports to happen; monkeypatch.undo() ends it."""
-    from prune_bench.progress import Monitor
-    from prune_bench.status import inspect_run
-
     during_epoch = Monitor.during_epoch
 
     def report_then_interrupt(self, *args):
@@ -89,3 +105,22 @@ def lr_factors(cfg: dict, steps_per_epoch: int, epochs: int) -> list[float]:
         optimizer.step()
         scheduler.step()
     return values
+
+
+class Crash(Exception):
+    """Raised by `crash_after_checkpoint` in place of a real crash."""
+
+
+def crash_after_checkpoint(monkeypatch, crash_when) -> None:
+    """From now on, the stage runner raises Crash right after it saved a checkpoint for which
+    `crash_when(training, state, path)` is true (training: engine.loop.Training, state: its FitState,
+    path: the checkpoint's).
+    `monkeypatch.undo()` ends it."""
+    real_save = stages.save_checkpoint
+
+    def save_then_crash(path, training, state, identity, architecture):
+        real_save(path, training, state, identity, architecture)
+        if crash_when(training, state, path):
+            raise Crash()
+
+    monkeypatch.setattr(stages, "save_checkpoint", save_then_crash)

@@ -12,6 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import bench  # noqa: E402  (scripts/ is not a package; spawned packing workers import it by this name)
+import reference_loop  # noqa: E402
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run on a GPU machine)")
 TINY = ["gpu", "--models", "resnet20", "--train-images", "200", "--test-images", "48", "--batch-size", "16",
@@ -70,7 +71,7 @@ def test_pil_reference_transform_is_a_zero_padded_crop_maybe_flipped_then_normal
         x = x * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
         return np.rint(x.numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
 
-    train = bench.PilTransform(mean, std, augment=True)
+    train = reference_loop.PilTransform(mean, std, augment=True)
     torch.manual_seed(0)
     seen = set()
     for _ in range(60):
@@ -80,7 +81,7 @@ def test_pil_reference_transform_is_a_zero_padded_crop_maybe_flipped_then_normal
         assert len(matches) == 1
         seen.add(matches[0])
     assert {flip for _, _, flip in seen} == {False, True} and len({(top, left) for top, left, _ in seen}) > 10
-    test = bench.PilTransform(mean, std, augment=False)(Image.fromarray(image))
+    test = reference_loop.PilTransform(mean, std, augment=False)(Image.fromarray(image))
     assert np.array_equal(back_to_uint8(test), image)
 
 

@@ -25,7 +25,7 @@ BAD_INPUTS = [
     (["model=resnet57"], "model=resnet57: unknown option; allowed: resnet110"),
     (["model.name=resnet57"], "model.name: 'resnet57' is not allowed; use one of resnet20"),
     (["optimizer=adamx"], "optimizer=adamx: unknown option; allowed: adam"),
-    (["data.name=cifar1000"], "data.name: 'cifar1000' is not allowed; use one of cifar10, cifar100"),
+    (["data.name=cifar1000"], "data.name: 'cifar1000' is not allowed; use cifar10 or cifar100"),
     (["+exp=nope"], "exp=nope: unknown option; allowed:"),
     (["optimizer.lr=-0.1"], "optimizer.lr: must be a number > 0, got -0.1"),
     (["optimizer.lr=0"], "optimizer.lr: must be a number > 0, got 0"),

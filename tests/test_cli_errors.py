@@ -12,7 +12,7 @@ from test_cli import tiny
 from test_data import data_cfg
 
 from conftest import make_config, run_cli
-from prune_bench.config import validate
+from prune_bench.config.validate import validate
 from prune_bench.data import load_arrays
 from prune_bench.errors import ConfigError, DataError
 

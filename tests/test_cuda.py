@@ -14,8 +14,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import interrupt_in_epoch, make_config
-from prune_bench import experiment
 from prune_bench.data import load_data, train_batches
+from prune_bench.engine import run as experiment
+from prune_bench.engine.loop import train_step
+from prune_bench.engine.runtime import Runtime
 from prune_bench.models import build_model
 from prune_bench.optim import GRDA, StochGradAdam, build_optimizer
 from prune_bench.pruning import (
@@ -27,7 +29,6 @@ from prune_bench.pruning import (
     gmp_masks,
     magfirst_masks,
 )
-from prune_bench.train import Runtime, train_step
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run on a GPU machine)")
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]

@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from prune_bench import data as data_module
 from prune_bench.data import crop_flip, load_arrays, load_data, per_class_subset, train_batches
+from prune_bench.data import sources as data_module
 from prune_bench.errors import DataError
 
 PER_CLASS_TRAIN, PER_CLASS_TEST = 3, 2

@@ -5,8 +5,8 @@ import pytest
 from test_data import data_cfg, tar_folder, write_image_folder, write_official_folder
 
 from conftest import make_config
-from prune_bench import data as data_module
 from prune_bench.data import load_arrays
+from prune_bench.data import sources as data_module
 
 
 def listing(folder):

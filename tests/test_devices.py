@@ -11,8 +11,8 @@ import pytest
 from joblib import Parallel, delayed
 
 from conftest import run_cli
-from prune_bench.devices import DevicePool, pool_devices, validate_pool
-from prune_bench.launch import _pool_jobs
+from prune_bench.config.resolvers import pool_jobs
+from prune_bench.scale.devices import DevicePool, pool_devices, validate_pool
 
 DEVICES = ["gpu0", "gpu1", "gpu2", "gpu3"]
 
@@ -114,8 +114,8 @@ def test_pool_keys_and_auto():
     assert pool_devices(trainer, parallel_launcher=True, cuda_count=3) == ["cuda:0", "cuda:1", "cuda:2"]
     assert pool_devices(trainer, parallel_launcher=False, cuda_count=3) == []  # basic launcher: one job at a time
     assert pool_devices(trainer, parallel_launcher=True, cuda_count=0) == []
-    assert _pool_jobs(["a", "b", "c", "d"], 2, 1) == 8 and _pool_jobs(["a", "b", "c", "d"], 1, 2) == 2
-    assert _pool_jobs("off", 1, 1) == 1
+    assert pool_jobs(["a", "b", "c", "d"], 2, 1) == 8 and pool_jobs(["a", "b", "c", "d"], 1, 2) == 2
+    assert pool_jobs("off", 1, 1) == 1
     bad = OmegaConf.create({"device": "auto", "device_pool": ["cpu"], "gpus_per_job": 2, "runs_per_gpu": 0})
     assert validate_pool(bad) == ["trainer.runs_per_gpu: must be a positive integer, got 0",
                                   "trainer.gpus_per_job: 2 but trainer.device_pool has 1 devices"]

@@ -10,15 +10,16 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from omegaconf import OmegaConf
 
-from conftest import make_config
-from prune_bench.config import validate
+from conftest import config_problems, make_config
+from prune_bench.config.shipped import conf_dir
+from prune_bench.config.validate import validate
+from prune_bench.engine.loop import Training
+from prune_bench.engine.runtime import Runtime
 from prune_bench.errors import ConfigError, PruneBenchError
-from prune_bench.metrics import count_params_macs
-from prune_bench.models import build_model
-from prune_bench.paths import conf_dir
+from prune_bench.metrics import MacCounter, count_params_macs
+from prune_bench.models import ModelSpec, build_model
 from prune_bench.pruning import TrainContext, build_pruner
-from prune_bench.pruning.shapes import MacCounter, layer_shapes, restore_shapes
-from prune_bench.train import rebuild_keeping_state
+from prune_bench.pruning.dpm.shapes import layer_shapes, restore_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,21 +34,35 @@ def dpm_config(**overrides):
 
 
 class Loop:
-    """The training loop's hook order on random data, with SGD, for a pruner under test."""
+    """The training loop's hook order on random data, with SGD, for a pruner under test; a model
+    the pruner hands back goes through the loop's own Training.replace."""
 
     def __init__(self, pruner, model="resnet20", steps_per_epoch=10, epochs=3, lr=0.05, momentum=0.9,
                  weight_decay=5e-4, seed=0):
         torch.manual_seed(seed)
-        self.model = build_model(model, shortcut="B") if model.startswith("resnet") else build_model(model)
+        spec = ModelSpec(model, 10, {"shortcut": "B"} if model.startswith("resnet") else {})
         self.hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.optimizer, self.scheduler = self.rebuild(self.model)
         self.pruner = pruner
-        self.ctx = TrainContext(self.model, self.optimizer, None, steps_per_epoch, steps_per_epoch * epochs, seed,
-                                torch.device("cpu"))
+        self.ctx = TrainContext(None, None, None, steps_per_epoch, steps_per_epoch * epochs, seed,
+                                torch.device("cpu"), spec)
+        runtime = Runtime(torch.device("cpu"), bf16=False, channels_last=False, eval_batch_size=100, progress="none")
+        self.training = Training(spec.build(), self.rebuild, pruner, self.ctx, runtime)
         pruner.start(self.ctx)
         self.generator = torch.Generator().manual_seed(seed)
         self.step_count = 0
         self.extra_loss = None  # a function of the model added to the loss (a constructed gradient)
+
+    @property
+    def model(self):
+        return self.training.model
+
+    @property
+    def optimizer(self):
+        return self.training.optimizer
+
+    @property
+    def scheduler(self):
+        return self.training.scheduler
 
     def rebuild(self, model):
         optimizer = torch.optim.SGD(model.parameters(), **self.hyper)
@@ -68,10 +83,7 @@ class Loop:
         self.optimizer.step()
         replaced = self.pruner.after_step(self.step_count)
         if replaced is not None:
-            self.model = replaced
-            self.optimizer, self.scheduler = rebuild_keeping_state(self.rebuild, replaced, self.optimizer,
-                                                                   self.scheduler, self.pruner)
-            self.ctx.model, self.ctx.optimizer = replaced, self.optimizer
+            self.training.replace(replaced)
         self.scheduler.step()
         self.step_count += 1
         return replaced
@@ -307,7 +319,8 @@ def test_optimizer_state_of_surviving_entries_is_kept_across_a_removal():
     stepped = {name: loop.optimizer.state[p]["momentum_buffer"].clone() for name, p in loop.model.named_parameters()}
     replaced = pruner.after_step(9)
     assert replaced is not None and layer_shapes(replaced) != shapes_before
-    optimizer, _ = rebuild_keeping_state(loop.rebuild, replaced, loop.optimizer, loop.scheduler, pruner)
+    loop.training.replace(replaced)
+    optimizer = loop.optimizer
     shrunk = 0
     for name, p in replaced.named_parameters():
         expected = stepped[name]
@@ -336,7 +349,7 @@ def test_mac_counter_agrees_with_torch_prunings(name):
         bias_adds = sum(_bias_additions(m, model, example) for m in conv_linear)
         assert ours == sum(conv_linear.values()) - bias_adds
         assert abs(ours - sum(conv_linear.values())) <= 0.01 * ours
-        assert MacCounter(model, example).total() == ours
+        assert MacCounter(model, tuple(example.shape)).total() == ours
         model = _slim_every_group(model, example)
 
 
@@ -392,9 +405,7 @@ BASE = ["model=resnet56", "model.shortcut=B", "pruner=dpm", "data=synthetic"]
     ("model.shortcut=A", "model.shortcut"),
 ])
 def test_bad_dpm_values_give_one_line_naming_the_key(override, key):
-    with pytest.raises(ConfigError) as error:
-        validate(make_config([*BASE, override]))
-    lines = str(error.value).splitlines()
+    lines = config_problems([*BASE, override])
     assert len(lines) == 1 and lines[0].startswith(f"{key}:"), lines
 
 
@@ -417,7 +428,7 @@ def test_the_structural_path_never_imports_torchvision():
     import subprocess
     import sys
 
-    code = ("import sys, prune_bench.stages, prune_bench.pruning.dpm, torch_pruning; "
+    code = ("import sys, prune_bench.engine.stages, prune_bench.pruning.dpm, torch_pruning; "
             "sys.exit('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=conf_dir().parent).returncode == 0
 
@@ -426,7 +437,7 @@ def test_adam_moments_and_extra_optimizer_state_carry_over():
     """Adam's moments are sliced like momentum; entries beside the per-parameter state (here
     StochGradAdam's mask generator) carry over unchanged."""
     from prune_bench.optim import StochGradAdam
-    from prune_bench.pruning.channels import slice_optimizer_state
+    from prune_bench.pruning.dpm.groups import slice_optimizer_state
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     optimizer = StochGradAdam(model.parameters(), lr=1e-2, generator=torch.Generator().manual_seed(0))

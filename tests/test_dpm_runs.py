@@ -14,16 +14,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import make_config, run_cli
-from prune_bench import experiment
-from prune_bench.config import validate
+from conftest import Crash, cli_error_lines, crash_after_checkpoint, make_config, run_cli
+from prune_bench.config.validate import validate
 from prune_bench.data import load_data
+from prune_bench.engine import run as experiment
+from prune_bench.engine.checkpoint import load_pruned_model
+from prune_bench.engine.loop import evaluate
+from prune_bench.engine.runtime import Runtime
 from prune_bench.models import build_model
-from prune_bench.pruning import load_pruned_model
-from prune_bench.pruning.shapes import layer_shapes
-from prune_bench.results import build_table, collect_records, load_table_spec, write_plot
-from prune_bench.status import scan
-from prune_bench.train import Runtime, evaluate
+from prune_bench.pruning.dpm.shapes import layer_shapes
+from prune_bench.report.tables import build_table, collect_records, load_table_spec, write_plot
+from prune_bench.scale.status import scan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,8 +84,9 @@ def test_a_dpm_run_reaches_its_speedup_and_records_it(finished):
     assert report["latency_ms"]["original"] > 0 and report["latency_ms"]["batch"] == 128
     assert 0 < report["tp_ops_pct"] < 100
     assert report["channels"]["stages.0.0.conv1"][1] < 16 or report["channels"]["conv1"][1] < 16
-    assert report["stages"]["pretrain"]["epochs"] == 1 and report["stages"]["sparse"]["epochs"] == 2
-    assert report["stages"]["finetune"]["channels_last"] is False  # on CPU (torch 2.13 oneDNN crash)
+    stages = record["stages"]
+    assert stages["pretrain"]["epochs"] == 1 and stages["sparse"]["epochs"] == 2
+    assert stages["finetune"]["channels_last"] is False  # on CPU (torch 2.13 oneDNN crash)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]  # the run's own stage
 
 
@@ -101,41 +103,35 @@ def test_model_pt_reloads_in_one_call_and_evaluates_to_the_recorded_accuracy(fin
 
 def test_variants_share_the_pretrained_and_the_sparse_model(finished):
     runs, record, first_lines = finished
-    assert any("training (shared)" in line for line in first_lines)
+    assert any(line.startswith("pretrain stage in") for line in first_lines)
     lines = []
     other = experiment.run(config(runs, "pruner.decay=none"), log=lines.append)
-    assert any("reusing the trained model" in line for line in lines)
+    assert any("reusing the pretrain stage" in line for line in lines)
     assert any("reusing the sparse stage" in line for line in lines)
-    assert other["pruner"]["stages"]["pretrain"]["dir"] == record["pruner"]["stages"]["pretrain"]["dir"]
-    assert other["pruner"]["stages"]["sparse"]["dir"] == record["pruner"]["stages"]["sparse"]["dir"]
+    assert other["stages"]["pretrain"]["dir"] == record["stages"]["pretrain"]["dir"]
+    assert other["stages"]["sparse"]["dir"] == record["stages"]["sparse"]["dir"]
     assert other["pruner"]["groups"]["released"] == 0 and other["pruner"]["speedup_achieved"] >= 1.6
     without = experiment.run(config(runs, "pruner.decay=none", "pruner.sparse_learning=false"), log=lines.append)
-    assert "sparse" not in without["pruner"]["stages"]
+    assert "sparse" not in without["stages"]
     assert len(list((runs / ".trained").iterdir())) == 2  # one pretrained, one sparse model
-
-
-class Crash(Exception):
-    pass
 
 
 def test_resume_after_crashes_mid_sparse_stage_and_mid_decay_is_bitwise_equal(finished, tmp_path, monkeypatch):
     _, whole, _ = finished
     runs = tmp_path / "runs"
-    real_save = experiment.save_checkpoint
-    import prune_bench.stages as stages
-
     crashes = {("sparse", 1), ("finetune", 2)}
     seen = {}
 
-    def save_then_crash(path, model, optimizer, scheduler, pruner, state, run_id):
-        real_save(path, model, optimizer, scheduler, pruner, state, run_id)
-        stage = "finetune" if pruner.name == "dpm" else "sparse" if pruner.name == "dpm-sparse" else "pretrain"
-        if (stage, state.epoch) in crashes:
-            crashes.discard((stage, state.epoch))
-            seen[stage] = torch.load(path, weights_only=True)
-            raise Crash()
+    def crash_when(training, state, path):
+        hooks = training.hooks.name
+        stage = "finetune" if hooks == "dpm" else "sparse" if hooks == "dpm-sparse" else "pretrain"
+        if (stage, state.epoch) not in crashes:
+            return False
+        crashes.discard((stage, state.epoch))
+        seen[stage] = torch.load(path, weights_only=True)
+        return True
 
-    monkeypatch.setattr(stages, "save_checkpoint", save_then_crash)
+    crash_after_checkpoint(monkeypatch, crash_when)
     for _ in range(2):
         with pytest.raises(Crash):
             experiment.run(config(runs), log=quiet)
@@ -235,21 +231,17 @@ def test_the_dpm2024_experiments_compose_and_validate(name):
 
 
 def test_shortcut_a_is_refused_with_one_line(tmp_path):
-    result = run_cli(["run", *TINY_DPM, "model.shortcut=A", f"paths.runs_dir={tmp_path / 'runs'}"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    assert cli_error_lines(["run", *TINY_DPM, "model.shortcut=A", f"paths.runs_dir={tmp_path / 'runs'}"], tmp_path) == [
         "prune-bench: error: model.shortcut: 'A' (zero-pad) leaves the residual channels unprunable by "
         "Torch-Pruning; pruner=dpm needs model.shortcut=B"]
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_fine_tune_stage_too_short_for_the_decay_is_one_line_before_anything_trains(tmp_path):
-    result = run_cli(["run", *TINY_DPM, "pruner.sp_steps=20", f"paths.runs_dir={tmp_path / 'runs'}"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    args = ["run", *TINY_DPM, "pruner.sp_steps=20", f"paths.runs_dir={tmp_path / 'runs'}"]
+    assert cli_error_lines(args, tmp_path) == [
         "prune-bench: error: pruner.sp_steps: a group picked at the end of the pruning phase (step 8) needs 20 "
         "more steps, but the fine-tune stage has 12 in all"]
-    assert "epoch" not in result.stdout  # nothing trained
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
     sweep = run_cli(["run", "-m", *TINY_DPM, "pruner.sp_steps=2,20", f"paths.runs_dir={tmp_path / 'runs'}"],
                     cwd=tmp_path)  # a sweep checks every job before the first trains
@@ -261,7 +253,7 @@ def test_a_fine_tune_stage_too_short_for_the_decay_is_one_line_before_anything_t
 
 
 def test_the_plan_counts_the_shared_stages_once_and_every_fine_tune(finished, tmp_path):
-    from prune_bench.plan import plan_jobs
+    from prune_bench.scale.plan import plan_jobs
 
     runs, _, _ = finished
     fresh = tmp_path / "runs"

@@ -9,9 +9,11 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from conftest import make_config
-from prune_bench import experiment
-from prune_bench.config import validate
+from conftest import Crash, crash_after_checkpoint, make_config
+from prune_bench.config.validate import validate
+from prune_bench.engine import run as experiment
+from prune_bench.engine.loop import train_step
+from prune_bench.engine.runtime import Runtime
 from prune_bench.errors import ConfigError
 from prune_bench.pruning import (
     TrainContext,
@@ -160,13 +162,21 @@ def test_magnitude_first_gradient_first_and_gmp_differ_by_hand():
     assert magfirst_masks(weights, grads, masks, 1, 0.5)["w"].tolist() == [True, True, False, True, True, True]
 
 
+SHAPES = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
+
+
+def random_case(seed: int):
+    """Random weights, gradients and a 70%-alive mask over two tensors, and a flattener."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = {k: torch.randn(s, generator=generator) for k, s in SHAPES.items()}
+    grads = {k: torch.randn(s, generator=generator) for k, s in SHAPES.items()}
+    masks = {k: torch.rand(s, generator=generator) > 0.3 for k, s in SHAPES.items()}
+    return weights, grads, masks, lambda d: torch.cat([d[k].reshape(-1) for k in SHAPES])
+
+
 def test_magfirst_invariants_on_random_tensors_and_a_vanishing_rate_equals_gmp():
-    generator = torch.Generator().manual_seed(1)
-    shapes = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
-    weights = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
-    grads = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
-    masks = {k: torch.rand(s, generator=generator) > 0.3 for k, s in shapes.items()}
-    flat = lambda d: torch.cat([d[k].reshape(-1) for k in shapes])  # noqa: E731
+    weights, grads, masks, flat = random_case(1)
+    shapes = SHAPES
     alive = flat(masks)
     n_alive, n_prune = int(alive.sum()), 57
     kept = flat(magfirst_masks(weights, grads, masks, n_prune, rate=0.5))
@@ -185,15 +195,11 @@ def test_magfirst_invariants_on_random_tensors_and_a_vanishing_rate_equals_gmp()
 
 
 def test_fggp_invariants_on_random_tensors_and_rate_one_equals_gmp():
-    generator = torch.Generator().manual_seed(0)
-    shapes = {"conv": (8, 4, 3, 3), "fc": (10, 32)}
-    weights = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
-    grads = {k: torch.randn(s, generator=generator) for k, s in shapes.items()}
-    masks = {k: torch.rand(s, generator=generator) > 0.3 for k, s in shapes.items()}
+    weights, grads, masks, flat = random_case(0)
+    shapes = SHAPES
     n_alive = sum(int(m.sum()) for m in masks.values())
     n_prune = 57
     kept = fggp_masks(weights, grads, masks, n_prune, rate=0.5)
-    flat = lambda d: torch.cat([d[k].reshape(-1) for k in shapes])  # noqa: E731
     alive, now = flat(masks), flat(kept)
     pruned = alive & ~now
     assert int(pruned.sum()) == n_prune and not (now & ~alive).any()  # exactly N_p, nothing revives
@@ -259,8 +265,6 @@ def start_pruner(name, model, total_steps, **overrides):
 
 
 def train_steps(model, optimizer, pruner, first, last, check=None):
-    from prune_bench.train import Runtime, train_step
-
     runtime = Runtime(torch.device("cpu"), False, False, 100, "none")
     for step in range(first, last):
         generator = torch.Generator().manual_seed(step)
@@ -441,10 +445,6 @@ def test_resume_mid_schedule_in_a_loop_is_bitwise_equal(name):
 # ----------------------------------------------------------------------------- end to end
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overrides, tmp_path, monkeypatch):
     overrides = [*tiny_overrides, "pruner=fggp", "pruner.sparsity=0.9", "pruner.init_sparsity=0.5",
                  "pruner.events=3", "pruner.t_end=0.75", "trainer.epochs=3", "data.synthetic.train_size=100"]
@@ -457,18 +457,12 @@ def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overr
     assert "conv1.weight" not in whole["sparsity"]["per_layer"] and "fc.weight" in whole["sparsity"]["per_layer"]
     assert [h["sparsity"] for h in whole["history"]][-1] == pytest.approx(0.9, abs=1e-5)
 
-    real_save = experiment.save_checkpoint
-
-    def save_then_crash(path, model_, optimizer, scheduler, pruner, state, run_id):
-        real_save(path, model_, optimizer, scheduler, pruner, state, run_id)
-        if state.epoch == 1:  # 2 of 6 steps done: the event at t = 2 done, t = 3, 4 to come
-            raise Crash()
-
     cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
-    monkeypatch.setattr(experiment, "save_checkpoint", save_then_crash)
+    # after epoch 1, 2 of 6 steps done: the event at t = 2 done, t = 3, 4 to come
+    crash_after_checkpoint(monkeypatch, lambda training, state, path: state.epoch == 1)
     with pytest.raises(Crash):
         experiment.run(cut, log=quiet)
-    monkeypatch.setattr(experiment, "save_checkpoint", real_save)
+    monkeypatch.undo()
     resumed = experiment.run(cut, log=quiet)
     assert resumed["timing"]["resumed_after_epoch"] == 1
     assert resumed["pruner"]["event_log"] == report["event_log"]
@@ -492,16 +486,16 @@ def test_an_interval_as_long_as_the_pruning_span_is_refused_before_training(tiny
     assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder
     pruner = build_pruner(cfg.pruner)
     with pytest.raises(ConfigError, match="pruner.interval: 2000 steps is not shorter"):
-        pruner.plan(8)  # the same check, for whoever builds a pruner directly
+        pruner.plan(4, 2)  # the same check, for whoever builds a pruner directly
     for ok in ({"events": 4}, {"interval": 5}, {"t_start": 6}):  # several events, or an explicit one-shot
-        build_pruner(OmegaConf.merge(cfg.pruner, ok)).plan(8)
+        build_pruner(OmegaConf.merge(cfg.pruner, ok)).plan(4, 2)
 
 
 @pytest.mark.parametrize("override, message", [
     ("pruner.rate=0", "pruner.rate: must be in (0, 1], got 0"),
     ("pruner.rate_schedule=linear", "pruner.rate_schedule: 'linear' is not allowed; use fixed or cosine"),
     ("pruner.t_start=0.9", "pruner.t_start: 0.9 comes after pruner.t_end (0.8)"),
-    ("pruner.interval=0", "pruner.interval: must be a positive step count, got 0"),
+    ("pruner.interval=0", "pruner.interval: must be a positive integer, got 0"),
     ("pruner.events=-2", "pruner.events: must be a positive integer or null, got -2"),
     ("pruner.init_sparsity=0.95", "pruner.init_sparsity: 0.95 is above pruner.sparsity (0.9)"),
     ("pruner.sparsity=1.0", "pruner.sparsity: sparsity must be in [0, 1), got 1.0"),

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from prune_bench import results
+from prune_bench.report import tables as results
 
 
 def record(optimizer: dict, acc: float, sparsity: float, seed: int, model="wrn28_10", dataset="cifar10",

@@ -3,8 +3,8 @@
 import torch
 
 from conftest import make_config
-from prune_bench.config import run_identity
 from prune_bench.data import data_label
+from prune_bench.layout import run_identity
 
 INFO = {"dataset": "cifar10", "format": "synthetic", "n_train": 200, "n_test": 100}
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -22,7 +22,7 @@ def test_precision_is_part_of_the_identity():
 
 def test_the_identity_uses_the_resolved_precision_not_the_setting():
     # `auto` is bf16 on CUDA and fp32 on CPU (train.Runtime): the identity follows what runs
-    from prune_bench.config import resolve_precision
+    from prune_bench.engine.runtime import resolve_precision
 
     assert resolve_precision("auto", CPU) == "fp32" and resolve_precision("auto", CUDA) == "bf16"
     assert resolve_precision("bf16", CPU) == "bf16" and resolve_precision("fp32", CUDA) == "fp32"

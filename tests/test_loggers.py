@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from conftest import interrupt_in_epoch, make_config, run_cli
-from prune_bench.experiment import run
+from prune_bench.engine.run import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GRADUAL = ["pruner=gmp", "pruner.sparsity=0.5", "pruner.events=3", "pruner.t_end=1.0"]  # events in epochs 1 and 2
@@ -68,7 +68,7 @@ def test_wandb_offline_run_holds_the_last_epoch(tmp_path, tiny_overrides, monkey
     """The offline run's summary (the last value of every key wandb was given), read from the
     live run just before it closes, and the offline run file named by the run's identity."""
     pytest.importorskip("wandb")
-    from prune_bench.loggers import WandbLogger
+    from prune_bench.engine.loggers import WandbLogger
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     summaries = []
@@ -95,7 +95,7 @@ def test_wandb_offline_run_holds_the_last_epoch(tmp_path, tiny_overrides, monkey
 def test_a_logger_whose_package_is_missing_is_one_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from prune_bench import loggers
+    from prune_bench.engine import loggers
 
     real = importlib.util.find_spec
     monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))

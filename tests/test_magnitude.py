@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
 from conftest import make_config, run_cli
-from prune_bench import experiment
+from prune_bench.engine import run as experiment
 from prune_bench.pruning import magnitude_masks
 from prune_bench.pruning.magnitude import level_key, n_to_prune, smallest_k_mask
 
@@ -81,7 +81,7 @@ def test_finetuning_holds_the_mask(tiny_overrides):
     cfg = make_config([*tiny_overrides, "pruner=magnitude", "pruner.sparsity=0.7",
                        "pruner.sparsity_levels=[]", "pruner.finetune_epochs=1"])
     record = experiment.run(cfg, log=lambda line: None)
-    assert len(record["finetune_history"]) == 1
+    assert record["stages"]["prune"]["epochs"] == 1 and len(record["history"]) == 1  # the fine-tuning epoch
     n = record["pruner"]["n_prunable"]
     assert 0 <= (record["sparsity"]["prunable"] - 0.7) * n < 1  # still exactly pruned
     weights = torch.load(f"{record['run_dir']}/model.pt", weights_only=True)["model"]
@@ -94,8 +94,9 @@ def test_a_sweep_over_levels_trains_once(tmp_path):
             "pruner.sparsity_levels=[]", "pruner.sparsity=0.3,0.5,0.7", f"paths.runs_dir={tmp_path / 'runs'}"]
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("training (shared) in") == 1
-    assert result.stdout.count("reusing the trained model") == 2
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("pretrain stage in") for line in lines) == 1
+    assert sum(line.startswith("reusing the pretrain stage") for line in lines) == 2
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("resnet20_sga_magnitude-*/record.json")]
     assert sorted(r["config"]["pruner"]["sparsity"] for r in records) == [0.3, 0.5, 0.7]
     assert len({r["trained_in"] for r in records}) == 1
@@ -123,4 +124,6 @@ def test_concurrent_jobs_of_one_sweep_train_once(tmp_path):
     outputs = [job.communicate(timeout=300) for job in jobs]
     assert all(job.returncode == 0 for job in jobs), [err for _, err in outputs]
     stdout = "".join(out for out, _ in outputs)
-    assert stdout.count("training (shared) in") == 1 and stdout.count("reusing the trained model") == 1
+    lines = stdout.splitlines()
+    assert sum(line.startswith("pretrain stage in") for line in lines) == 1
+    assert sum(line.startswith("reusing the pretrain stage") for line in lines) == 1

@@ -9,11 +9,11 @@ import json
 import pytest
 
 from conftest import interrupt_in_epoch, run_cli
-from prune_bench import plan, reproduce
 from prune_bench.cli import main
+from prune_bench.engine.run import run
 from prune_bench.errors import ConfigError
-from prune_bench.experiment import run
-from prune_bench.status import inspect_run
+from prune_bench.scale import plan, reproduce
+from prune_bench.scale.status import inspect_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -171,12 +171,13 @@ def test_one_shot_cells_share_one_training_in_the_plan(tmp_path):
     extra = ["model=resnet20", "pruner=magnitude", "pruner.sparsity_levels=[0.0]"]
     jobs = reproduce.compose_all([tiny(tmp_path, "+exp=smoke", *extra, f"pruner.sparsity={s}") for s in (0.3, 0.5)])
     first, second = plan.plan_jobs(jobs)
-    assert first.train_dir == second.train_dir and first.train_dir.parent.name == ".trained"
+    shared = first.stages[0].directory
+    assert shared == second.stages[0].directory and shared.parent.name == ".trained"
     assert (first.images_left, second.images_left) == (2 * 100, 0)
     run(jobs[0][1], log=lambda line: None)
     first, second = plan.plan_jobs(jobs)
     assert first.status.state == "finished" and second.status.state == "pending"
-    assert second.images_left == 0 and "pruning only" in second.status.detail
+    assert second.images_left == 0 and "its shared stages are done" in second.status.detail
 
 
 def test_when_every_cell_fails_there_is_no_table_but_the_failures_are_named(tmp_path):

@@ -3,8 +3,8 @@ import math
 import pandas as pd
 import pytest
 
-from prune_bench import results
 from prune_bench.errors import ConfigError
+from prune_bench.report import tables as results
 
 SPEC = {
     "title": "test table",

@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 
 from conftest import make_config
-from prune_bench.compose import compose_config
-from prune_bench.config import validate
+from prune_bench.config.compose import compose_config
+from prune_bench.config.shipped import conf_dir
+from prune_bench.config.validate import validate
 from prune_bench.errors import ConfigError
-from prune_bench.paths import conf_dir
 
 
 def problems(*overrides) -> list[str]:

@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from conftest import interrupt_in_epoch, make_config, run_cli
-from prune_bench import plan
-from prune_bench import progress as progress_module
-from prune_bench.experiment import run
-from prune_bench.status import lock_held, render, scan
+from prune_bench.engine import progress as progress_module
+from prune_bench.engine.run import run
+from prune_bench.scale import plan
+from prune_bench.scale.status import lock_held, render, scan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,10 +69,10 @@ def test_a_killed_job_releases_its_lock(tmp_path):
         f"lock = FileLock({str(tmp_path / '.locks' / 'r.lock')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    assert lock_held(tmp_path, "r")
+    assert lock_held(tmp_path / "r")
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    assert not lock_held(tmp_path, "r")
+    assert not lock_held(tmp_path / "r")
 
 
 def test_progress_lines_every_tenth_of_an_epoch_and_the_progress_file(tmp_path, tiny_overrides, monkeypatch):
@@ -139,11 +139,11 @@ def test_watch_refreshes_until_interrupted(tmp_path):
 
 
 def test_the_place_a_runs_epochs_count_in_is_named():
-    from prune_bench.status import _where_trained
+    from prune_bench.scale.status import where_trained
 
-    assert _where_trained(None, None) == ""
-    assert _where_trained({}, "") == " (shared training)"
-    assert _where_trained({}, "resnet20_sgd-1a2b") == " (shared training resnet20_sgd-1a2b)"
-    assert _where_trained({"stage": "finetune"}, None) == " (finetune stage)"
-    assert _where_trained({"stage": "pretrain"}, "") == " (pretrain stage, shared)"
-    assert _where_trained({"stage": "sparse"}, "resnet20_bnscale-sparse-9f") == " (sparse stage, shared resnet20_bnscale-sparse-9f)"
+    assert where_trained(None, None) == ""
+    assert where_trained({}, "") == " (shared training)"
+    assert where_trained({}, "resnet20_sgd-1a2b") == " (shared training resnet20_sgd-1a2b)"
+    assert where_trained({"stage": "finetune"}, None) == " (finetune stage)"
+    assert where_trained({"stage": "pretrain"}, "") == " (pretrain stage, shared)"
+    assert where_trained({"stage": "sparse"}, "resnet20_bnscale-sparse-9f") == " (sparse stage, shared resnet20_bnscale-sparse-9f)"

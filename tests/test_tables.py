@@ -9,8 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import make_config, run_cli
-from prune_bench import plots, results
 from prune_bench.errors import ConfigError
+from prune_bench.report import plots
+from prune_bench.report import tables as results
 
 DATA = {
     "cifar10-official": {"dataset": "cifar10", "format": "official", "n_train": 50000, "n_test": 10000},

@@ -12,9 +12,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import make_config, run_cli
-from prune_bench import experiment
+from conftest import Crash, crash_after_checkpoint, make_config, run_cli
+from prune_bench.engine import run as experiment
+from prune_bench.engine import stages
+from prune_bench.engine.record import summary
 from prune_bench.errors import CheckpointError
+from prune_bench.layout import run_identity
 
 
 def quiet(message):
@@ -42,7 +45,7 @@ def test_a_run_writes_a_complete_record(tiny_overrides):
 
 def test_finished_runs_are_reported_not_retrained(tiny_overrides, monkeypatch):
     first = experiment.run(make_config(tiny_overrides), log=quiet)
-    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(stages, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
     lines = []
     again = experiment.run(make_config(tiny_overrides), log=lines.append)
     assert again == json.loads(json.dumps(first)) and lines[0].startswith("already done: finished")
@@ -54,14 +57,10 @@ def test_identity_ignores_paths_but_not_semantics(tiny_overrides, tmp_path):
     same = make_config([*tiny_overrides, "trainer.progress=lines", f"paths.results_dir={tmp_path}"])
     other_seed = make_config([*tiny_overrides, "seed=2"])
     other_lr = make_config([*tiny_overrides, "optimizer.lr=0.05"])
-    ident = experiment.run_identity
+    ident = run_identity
     assert ident(cfg, info) == ident(same, info)
     assert len({ident(cfg, info), ident(other_seed, info), ident(other_lr, info)}) == 3
     assert ident(cfg, info) != ident(cfg, {**info, "format": "jpeg"})
-
-
-class Crash(Exception):
-    pass
 
 
 @pytest.mark.parametrize("model", ["resnet20", "vgg16"])  # vgg16 has dropout: the RNG state must resume too
@@ -70,19 +69,12 @@ def test_resume_after_a_crash_is_bitwise_equal(tiny_overrides, tmp_path, monkeyp
                  "optimizer.nesterov=true", "data.synthetic.train_size=100"]
     whole = experiment.run(make_config([*overrides, f"paths.runs_dir={tmp_path / 'whole'}"]), log=quiet)
 
-    real_save = experiment.save_checkpoint
-
-    def save_then_crash(path, model_, optimizer, scheduler, pruner, state, run_id):
-        real_save(path, model_, optimizer, scheduler, pruner, state, run_id)
-        if state.epoch == 1:
-            raise Crash()
-
     cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
-    monkeypatch.setattr(experiment, "save_checkpoint", save_then_crash)
+    crash_after_checkpoint(monkeypatch, lambda training, state, path: state.epoch == 1)
     with pytest.raises(Crash):
         experiment.run(cut, log=quiet)
     assert not list((tmp_path / "cut").glob("*/record.json"))
-    monkeypatch.setattr(experiment, "save_checkpoint", real_save)
+    monkeypatch.undo()
     lines = []
     resumed = experiment.run(cut, log=lines.append)
     assert any("after epoch 1 of 3" in line for line in lines)
@@ -120,16 +112,12 @@ def test_sigkill_in_epoch_two_then_rerun_resumes_and_matches(tmp_path):
 def test_a_corrupt_checkpoint_is_a_clear_error(tiny_overrides, tmp_path, monkeypatch):
     cfg = make_config(tiny_overrides)
 
-    def crash(*args, **kwargs):
-        raise Crash()
-
-    real_save = experiment.save_checkpoint
-    monkeypatch.setattr(experiment, "save_checkpoint", lambda *a: (real_save(*a), crash()))
+    crash_after_checkpoint(monkeypatch, lambda training, state, path: True)
     with pytest.raises(Crash):
         experiment.run(cfg, log=quiet)
     checkpoint = next((tmp_path / "runs").glob("*/checkpoint.pt"))
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-    monkeypatch.setattr(experiment, "save_checkpoint", real_save)
+    monkeypatch.undo()
     with pytest.raises(CheckpointError, match="cannot be read .* delete it to start the run again"):
         experiment.run(cfg, log=quiet)
 
@@ -139,11 +127,11 @@ def test_divergence_is_recorded_with_its_step(tiny_overrides):
     assert record["status"] == "diverged"
     assert isinstance(record["diverged_step"], int) and 0 <= record["diverged_step"] < 8
     assert not (Path(record["run_dir"]) / "model.pt").exists()
-    assert "non-finite loss at step" in experiment.summary(record)
+    assert "non-finite loss at step" in summary(record)
 
 
 def test_deterministic_kernels_turn_autotuning_off():
-    from prune_bench.train import configure_cuda_kernels
+    from prune_bench.engine.runtime import configure_cuda_kernels
 
     try:
         configure_cuda_kernels(OmegaConf.create({"deterministic": True, "cudnn_benchmark": True}))

@@ -5,10 +5,11 @@ import json
 import pytest
 
 from conftest import make_config
-from prune_bench import experiment
+from prune_bench.engine import run as experiment
+from prune_bench.engine import stages
+from prune_bench.engine.workspace import Created
 from prune_bench.errors import ConfigError
-from prune_bench.status import inspect_run
-from prune_bench.workspace import Created
+from prune_bench.scale.status import inspect_run
 
 
 def listing(folder):
@@ -19,7 +20,7 @@ def test_only_what_was_created_and_holds_nothing_worth_keeping_is_removed(tmp_pa
     runs = tmp_path / "runs"
     (runs / "earlier").mkdir(parents=True)  # was there before: stays
     created = Created()
-    created.lock(runs / ".locks", "a")
+    created.lock(runs / ".locks" / "a.lock")
     (runs / ".locks" / "a.lock").touch()
     (created.folder(runs / "a") / "config.yaml").write_text("x")  # nothing to resume: goes
     (created.folder(runs / "b") / "checkpoint.pt").write_text("x")  # resumable: stays
@@ -46,7 +47,7 @@ def test_bad_input_found_before_the_first_checkpoint_leaves_nothing(tiny_overrid
     def fail(*args, **kwargs):
         raise ConfigError("pruner.x: found late")
 
-    monkeypatch.setattr(experiment, "fit", fail)
+    monkeypatch.setattr(stages, "train_epoch", fail)
     with pytest.raises(ConfigError):
         experiment.run(make_config([*tiny_overrides, f"pruner={pruner}"]), log=lambda *a: None)
     assert not (tmp_path / "runs").exists()
@@ -56,7 +57,7 @@ def test_a_crash_before_the_first_checkpoint_keeps_its_folder_and_says_why(tiny_
     def fail(*args, **kwargs):
         raise Boom("out of memory")
 
-    monkeypatch.setattr(experiment, "fit", fail)
+    monkeypatch.setattr(stages, "train_epoch", fail)
     with pytest.raises(Boom):
         experiment.run(make_config(tiny_overrides), log=lambda *a: None)
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]

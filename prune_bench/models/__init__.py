@@ -68,4 +68,25 @@ def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
         raise ConfigError(f"model: bad option for '{name}': {error}") from None
 
 
-__all__ = ["MODELS", "MODEL_SCHEMAS", "build_model"]
+@dataclass(frozen=True)
+class ModelSpec:
+    """What builds a model: its registry name, classes and the family's options."""
+
+    name: str
+    num_classes: int
+    options: dict
+
+    @classmethod
+    def from_config(cls, model_cfg, num_classes: int) -> ModelSpec:
+        """From a config's model section (`name` plus the family's options)."""
+        options = {key: value for key, value in dict(model_cfg).items() if key != "name"}
+        return cls(str(model_cfg["name"]), num_classes, options)
+
+    def build(self) -> nn.Module:
+        return build_model(self.name, self.num_classes, **self.options)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "num_classes": self.num_classes, "options": dict(self.options)}
+
+
+__all__ = ["MODELS", "MODEL_SCHEMAS", "ModelSpec", "build_model"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from ..registry import Component, in_range, positive
+from ..registry import Component, choice, in_range, positive
 from .grda import GRDA
 from .schedulers import SCHEDULERS, build_scheduler
 from .stochgradadam import MASKED_MOMENTS, StochGradAdam
@@ -47,9 +47,7 @@ def _sga(params, cfg):
 def _check_sga(cfg) -> list[str]:
     problems = _check_common(cfg) + _check_betas(cfg)
     problems += in_range(cfg, "sampling_rate", "optimizer", 0, 1, closed_high=True, closed_low=False)  # 0: no update
-    if cfg.masked_moments not in MASKED_MOMENTS:
-        problems.append(f"optimizer.masked_moments: '{cfg.masked_moments}' is not allowed; use one of {', '.join(MASKED_MOMENTS)}")
-    return problems
+    return problems + choice(cfg, "masked_moments", "optimizer", MASKED_MOMENTS)
 
 
 def _check_common(cfg) -> list[str]:

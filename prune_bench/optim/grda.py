@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .groupwise import GroupwiseOptimizer
+
 
 def threshold_increment(c: float, lr: float, mu: float, n: int) -> float:
     """c * lr^(mu + 1/2) * (n^mu - (n-1)^mu): what the threshold grows by at step n (from 1)."""
@@ -37,7 +39,7 @@ def float32_add(total: float, increment: float) -> float:
     return float(np.float32(total) + np.float32(increment))
 
 
-class GRDA(torch.optim.Optimizer):
+class GRDA(GroupwiseOptimizer):
     """gRDA with soft-thresholding (l1 penalty). `c` scales the threshold, `mu` its growth;
     0.5 < mu < 1 and 0 < c < 0.005 are the paper's guidance, larger is sparser.
 
@@ -59,20 +61,7 @@ class GRDA(torch.optim.Optimizer):
         param_group.setdefault("threshold", 0.0)
         super().add_param_group(param_group)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            self._step_group(group)
-        return loss
-
-    def _step_group(self, group: dict) -> None:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return
+    def update_group(self, group: dict, params: list[torch.Tensor]) -> None:
         grads = [p.grad for p in params]
         if any(g.is_sparse for g in grads):
             raise RuntimeError("GRDA does not support sparse gradients")

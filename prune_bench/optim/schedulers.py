@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..registry import Component, in_range
+from ..registry import Component, choice, in_range
 
 
 def _milestone_steps(cfg, steps_per_epoch: int, epochs: int) -> list[int]:
@@ -54,10 +54,9 @@ def grda_piecewise(cfg, steps_per_epoch: int, epochs: int):
 
 def _check_multistep(cfg) -> list[str]:
     problems = in_range(cfg, "gamma", "scheduler", 0.0, 1.0, closed_high=True)
-    unit = cfg.get("milestones_unit", "fraction")
-    if unit not in ("fraction", "epoch"):
-        problems.append(f"scheduler.milestones_unit: '{unit}' is not allowed; use fraction or epoch")
-    elif unit == "fraction" and any(not 0 < m < 1 for m in cfg.milestones):
+    unit_problems = choice(cfg, "milestones_unit", "scheduler", ("fraction", "epoch"))
+    problems += unit_problems
+    if not unit_problems and cfg.milestones_unit == "fraction" and any(not 0 < m < 1 for m in cfg.milestones):
         problems.append(f"scheduler.milestones: fractions must be in (0, 1), got {list(cfg.milestones)}")
     return problems
 

@@ -21,10 +21,12 @@ import math
 
 import torch
 
+from .groupwise import GroupwiseOptimizer
+
 MASKED_MOMENTS = ("decay", "hold")
 
 
-class StochGradAdam(torch.optim.Optimizer):
+class StochGradAdam(GroupwiseOptimizer):
     def __init__(
         self,
         params,
@@ -72,20 +74,7 @@ class StochGradAdam(torch.optim.Optimizer):
         kept = (uniform < rate).to(device=grads[0].device, dtype=grads[0].dtype)
         return [part.view_as(g) for part, g in zip(kept.split(sizes), grads)]
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            self._update_group(group, params)
-        return loss
-
-    def _update_group(self, group: dict, params: list[torch.Tensor]) -> None:
+    def update_group(self, group: dict, params: list[torch.Tensor]) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         rate, weight_decay = group["sampling_rate"], group["weight_decay"]
         grads = [p.grad for p in params]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..registry import Component
-from .base import NoPruner, NoPrunerSection, Pruner, TrainContext
+from .base import NoPruner, NoPrunerSection, Pruner, StageSpec, TrainContext
 from .dpm import DPM, DPMPruner, check_dpm_model
 from .erk import erk_densities, erk_masks
 from .gradual import (
@@ -25,7 +25,6 @@ from .gradual import (
 from .magnitude import MAGNITUDE, magnitude_masks
 from .masks import MaskSet, select_prunable
 from .schedules import cubic_sparsity
-from .shapes import load_pruned_model
 
 PRUNERS = {
     "none": Component(lambda cfg: NoPruner(), schema=NoPrunerSection),
@@ -53,6 +52,6 @@ def build_pruner(cfg) -> Pruner:
 
 __all__ = [
     "PRUNERS", "DPMPruner", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner",
-    "TrainContext", "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks", "gmp_layer_masks",
-    "gmp_masks", "load_pruned_model", "magfirst_masks", "magnitude_masks", "pruner_model_check", "select_prunable",
+    "StageSpec", "TrainContext", "build_pruner", "cubic_sparsity", "erk_densities", "erk_masks", "fggp_masks",
+    "gmp_layer_masks", "gmp_masks", "magfirst_masks", "magnitude_masks", "pruner_model_check", "select_prunable",
 ]

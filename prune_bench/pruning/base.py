@@ -1,4 +1,5 @@
-"""The pruner contract (DESIGN.md): hooks the training loop calls, each optional."""
+"""The pruner contract: which stages a run of this pruner has, and the hooks the training loop
+calls in them (each optional)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from omegaconf import DictConfig, OmegaConf
+
+from ..models import ModelSpec
 
 
 @dataclass
@@ -21,37 +25,62 @@ class TrainContext:
     total_steps: int
     seed: int
     device: torch.device
+    model_spec: ModelSpec | None = None  # what builds the unpruned model (structural pruners)
+
+
+@dataclass
+class StageSpec:
+    """One stage of a run, as a pruner declares it. The runner (engine/stages.py) gives it a folder
+    and an identity: the last stage trains in the run's own folder under the run's identity; every
+    stage before it is shared by the runs whose stages begin alike, in runs/.trained/<shared_as>-<id>,
+    where the first stage's id hashes the run's config less its pruner section and a later one's
+    the stage before it (its name and id) plus `key`."""
+
+    name: str  # pretrain | sparse | prune | finetune | train: what logs and status call it
+    kind: str  # train (dense) | sparse (a regulariser on the gradients) | prune (the pruner acts)
+    optimizer: DictConfig
+    scheduler: DictConfig
+    trainer: DictConfig  # the run's trainer section with this stage's epochs (and eval_every)
+    seed: int  # data order and the global RNG at the stage's start
+    hooks: Callable[[], Pruner]  # the hooks the loop calls in this stage
+    shared_as: str | None = None  # the folder label of a shared stage; None for the last stage
+    key: dict | None = None  # what a shared stage after the first adds to its identity
 
 
 class Pruner:
     """No-op hooks. Subclasses override what they need.
 
-    plan(total_steps)     before anything is written: check the run's length suits the config
-                          (raise ConfigError); the runner calls it right after building the pruner
-    start(ctx)            before the first step (and again after a resume, before loading state)
+    stages(cfg)           the run's stages (default: one stage, the run's training, with these hooks)
+    plan(steps_per_epoch, epochs)  before anything is written: check that the stage this pruner
+                          acts in suits the config (raise ConfigError)
+    start(ctx)            before the stage's first step (and again after a resume, before loading state)
+    begin(evaluate)       once, when the stage starts afresh (not on a resume): one-shot pruning
+                          acts here; returns record metrics (kept in the pruner's state)
     after_backward(step)  gradients are in .grad (FGGP and DPM read them here)
     after_step(step)      after optimizer.step(): keep masked weights at zero, prune events;
                           may return a new nn.Module (structural pruning)
-    finish(evaluate)      after training: one-shot levels, fine-tuning; returns record metrics
-    report()              target and achieved sparsity etc. for the record
     carry_optimizer_state(state)  after after_step handed back a model: the old optimizer's
                           state_dict re-shaped for it (entries of removed channels dropped)
+    finish(evaluate)      after the stage's last epoch; returns record metrics
+    report()              target and achieved sparsity etc. for the record
     """
 
     name = "none"
-    # False for pruners that only act after training (one-shot): the runner then trains the
-    # dense model once per training config and shares it between their runs.
-    acts_during_training = True
-    finetune_epochs = 0  # > 0: after finish(), train this many epochs more, hooks still active
-    # True for pruners whose run has stages (DPM: pretrain -> sparse stage -> fine-tune with
-    # the pruning phase); stages.py runs them.
-    staged = False
+    stage_kind = "prune"  # the kind of the run's own stage when the pruner declares no others
+    changes_shapes = False  # True: after_step may hand back a model with other shapes
 
-    def plan(self, total_steps: int) -> None:
+    def stages(self, cfg: DictConfig) -> list[StageSpec]:
+        return [StageSpec("train", self.stage_kind, cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.seed,
+                          lambda: self)]
+
+    def plan(self, steps_per_epoch: int, epochs: int) -> None:
         pass
 
     def start(self, ctx: TrainContext) -> None:
         self.ctx = ctx
+
+    def begin(self, evaluate: Callable[[nn.Module], dict]) -> dict:
+        return {}
 
     def after_backward(self, step: int) -> None:
         pass
@@ -84,6 +113,21 @@ class Pruner:
         raise NotImplementedError(f"pruner '{self.name}' does not change shapes")
 
 
+def pretrain_stage(cfg: DictConfig) -> StageSpec:
+    """The dense training a pruner that acts on a trained model starts from: the run's optimizer,
+    scheduler, trainer and seed, shared by every run with that training (train once, prune many)."""
+    return StageSpec("pretrain", "train", cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.seed, NoPruner,
+                     shared_as=f"{cfg.model.name}_{cfg.optimizer.name}")
+
+
+def stage_sections(cfg: DictConfig, section, **trainer) -> tuple[DictConfig, DictConfig, DictConfig]:
+    """Optimizer, scheduler and trainer of a stage from a section holding lr, weight_decay,
+    scheduler and epochs: the run's optimizer with the section's lr and weight decay, its
+    scheduler, the run's trainer with its epochs (and any `trainer` keys given)."""
+    optimizer = OmegaConf.merge(cfg.optimizer, {"lr": section.lr, "weight_decay": section.weight_decay})
+    return optimizer, section.scheduler, OmegaConf.merge(cfg.trainer, {"epochs": section.epochs, **trainer})
+
+
 @dataclass
 class NoPrunerSection:
     """conf/pruner/none.yaml: only its name."""
@@ -93,3 +137,4 @@ class NoPrunerSection:
 
 class NoPruner(Pruner):
     name = "none"
+    stage_kind = "train"

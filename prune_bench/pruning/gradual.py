@@ -15,7 +15,7 @@ Selections at an event, global over the prunable set unless said, exact-k (N_p p
             candidates, the floor(r (N_alive - N_p)) of them with the largest |g| are spared, so
             the N_p with the smallest |g| are pruned; r cosine-annealed from 0.5 to 0.005.
 
-Per loop step (train.train_step calls the hooks):
+Per loop step (engine/loop.train_step calls the hooks):
   backward -> after_backward: at an event step, copies of the prunable weights as the forward
               pass used them (before this step's update) and, for the pruners that read it, of
               the raw minibatch gradient; then the gradients of pruned weights are zeroed
@@ -46,7 +46,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
-from ..registry import in_range
+from ..registry import boolean, choice, in_range, integer
 from .base import Pruner, TrainContext
 from .erk import erk_masks
 from .masks import MaskSet, select_prunable, smallest_k
@@ -157,11 +157,12 @@ class GradualPruner(Pruner):
         self._grads: dict[str, torch.Tensor] | None = None
 
     # ---- hooks
-    def plan(self, total_steps: int) -> None:
-        """When the events fall in a run of `total_steps` steps. A run whose pruning span is not
-        longer than `interval` would prune everything in one event at t_end: refused, with the
-        way out (`events: n`), before anything is trained or written."""
+    def plan(self, steps_per_epoch: int, epochs: int) -> None:
+        """When the events fall in a run of steps_per_epoch x epochs steps. A run whose pruning
+        span is not longer than `interval` would prune everything in one event at t_end: refused,
+        with the way out (`events: n`), before anything is trained or written."""
         cfg = self.cfg
+        total_steps = steps_per_epoch * epochs
         self.t_start = resolve_time(cfg["t_start"], total_steps, "pruner.t_start")
         self.t_end = resolve_time(cfg["t_end"], total_steps, "pruner.t_end")
         if self.t_start > self.t_end:
@@ -181,7 +182,7 @@ class GradualPruner(Pruner):
         self.prunable = select_prunable(ctx.model, tuple(cfg["layers"]), cfg["skip_first_conv"], cfg["skip_last_linear"])
         if not self.prunable:
             raise ConfigError("pruner.layers: no prunable weights in this model with these options")
-        self.plan(ctx.total_steps)
+        self.plan(ctx.steps_per_epoch, ctx.total_steps // ctx.steps_per_epoch)
         self.masks = MaskSet(self.prunable, self._initial_masks(ctx.seed))
         # each layer's starting sparsity: where `scope: layer` starts its schedule
         self.layer_start = {name: (m.numel() - int(m.sum())) / m.numel() for name, m in self.masks.masks.items()}
@@ -373,12 +374,10 @@ def check_gradual(cfg) -> list[str]:
     both = [cfg.get("t_start"), cfg.get("t_end")]
     if all(_is_time(v) for v in both) and type(both[0]) is type(both[1]) and both[0] > both[1]:
         problems.append(f"pruner.t_start: {both[0]} comes after pruner.t_end ({both[1]})")
-    interval, events = cfg.get("interval"), cfg.get("events")
-    if events is None:
-        if not (isinstance(interval, int) and not isinstance(interval, bool) and interval > 0):
-            problems.append(f"pruner.interval: must be a positive step count, got {interval!r}")
-    elif not (isinstance(events, int) and not isinstance(events, bool) and events > 0):
-        problems.append(f"pruner.events: must be a positive integer or null, got {events!r}")
+    if cfg.get("events") is None:
+        problems += integer(cfg, "interval", "pruner")
+    else:
+        problems += integer(cfg, "events", "pruner", allow_none=True)
     sparsity, s_init = cfg.get("sparsity"), cfg.get("init_sparsity")
     if isinstance(sparsity, (int, float)) and isinstance(s_init, (int, float)) and s_init > sparsity:
         problems.append(f"pruner.init_sparsity: {s_init} is above pruner.sparsity ({sparsity}); masks only shrink")
@@ -386,30 +385,24 @@ def check_gradual(cfg) -> list[str]:
     if not layers or set(layers) - {"conv", "linear"}:
         problems.append(f"pruner.layers: must be a non-empty list of conv, linear; got {layers}")
     for key in ("skip_first_conv", "skip_last_linear"):
-        if not isinstance(cfg.get(key), bool):
-            problems.append(f"pruner.{key}: must be true or false, got {cfg.get(key)!r}")
-    if cfg.get("scope") not in SCOPES:
-        problems.append(f"pruner.scope: '{cfg.get('scope')}' is not allowed; use {' or '.join(SCOPES)}")
-    elif cfg.get("scope") == "layer" and cfg.get("name") != "gmp":
+        problems += boolean(cfg, key, "pruner")
+    scope_problems = choice(cfg, "scope", "pruner", SCOPES)
+    problems += scope_problems
+    if not scope_problems and cfg.get("scope") == "layer" and cfg.get("name") != "gmp":
         problems.append(f"pruner.scope: layer is offered for gmp only; {cfg.get('name')} ranks globally, as its authors do")
     return problems
 
 
 def check_fggp(cfg) -> list[str]:
     problems = check_gradual(cfg)
-    rate = cfg.get("rate")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-        problems.append(f"pruner.rate: must be in (0, 1], got {rate!r}")
-    schedule = cfg.get("rate_schedule")
-    if schedule not in ("fixed", "cosine"):
-        problems.append(f"pruner.rate_schedule: '{schedule}' is not allowed; use fixed or cosine")
-    elif schedule == "cosine":
+    problems += in_range(cfg, "rate", "pruner", 0, 1, closed_high=True, closed_low=False)
+    schedule_problems = choice(cfg, "rate_schedule", "pruner", ("fixed", "cosine"))
+    problems += schedule_problems
+    if not schedule_problems and cfg.get("rate_schedule") == "cosine":
         problems += in_range(cfg, "rate_final", "pruner", 0.0, 1.0, closed_high=True)
     return problems
 
 
 def check_magfirst(cfg) -> list[str]:
     problems = check_fggp(cfg)
-    if cfg.get("candidates") not in CANDIDATE_COUNTS:
-        problems.append(f"pruner.candidates: '{cfg.get('candidates')}' is not allowed; use {' or '.join(CANDIDATE_COUNTS)}")
-    return problems
+    return problems + choice(cfg, "candidates", "pruner", CANDIDATE_COUNTS)

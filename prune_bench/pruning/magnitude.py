@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from omegaconf import OmegaConf
 
-from ..registry import Component
-from .base import Pruner
+from ..registry import Component, choice, integer
+from .base import Pruner, StageSpec, pretrain_stage
 from .masks import MaskSet, select_prunable, smallest_k
 
 SCOPES = ("global", "layer")
@@ -75,11 +76,12 @@ def level_key(sparsity: float) -> str:
 
 
 class MagnitudePruner(Pruner):
-    """Trains nothing itself: after training it evaluates every level on a pruned copy, then
-    prunes the model at `sparsity` (the run's result), optionally fine-tuned with the mask held."""
+    """Trains nothing itself. Its run has two stages: the shared dense training (every level and
+    every pruner of this kind reuses it), then the prune stage: at its start every level is
+    evaluated on a pruned copy and the model is pruned at `sparsity` (the run's result), then
+    `finetune_epochs` of training with the mask held (none in the paper)."""
 
     name = "magnitude"
-    acts_during_training = False  # the trained dense model can be shared across levels
 
     def __init__(self, sparsity: float, sparsity_levels, scope: str, ties: str, layers,
                  skip_first_conv: bool, skip_last_linear: bool, finetune_epochs: int):
@@ -91,9 +93,18 @@ class MagnitudePruner(Pruner):
         self.finetune_epochs = finetune_epochs
         self.masks: MaskSet | None = None
 
+    def stages(self, cfg) -> list[StageSpec]:
+        """The shared training, then pruning and fine-tuning at lr x finetune_lr_factor, constant."""
+        optimizer = OmegaConf.merge(cfg.optimizer, {"lr": cfg.optimizer.lr * cfg.pruner.finetune_lr_factor})
+        trainer = OmegaConf.merge(cfg.trainer, {"epochs": self.finetune_epochs, "eval_every": 1})
+        return [pretrain_stage(cfg),
+                StageSpec("prune", "prune", optimizer, OmegaConf.create({"name": "constant"}), trainer, cfg.seed + 1,
+                          lambda: self)]
+
     def start(self, ctx) -> None:
         super().start(ctx)
         self.prunable = select_prunable(ctx.model, **self.selection)
+        self.levels_measured: dict = {}
 
     def _pruned_copy(self, model: nn.Module, sparsity: float) -> tuple[nn.Module, MaskSet]:
         pruned = copy.deepcopy(model)
@@ -102,17 +113,19 @@ class MagnitudePruner(Pruner):
         masks.apply_()
         return pruned, masks
 
-    def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
-        levels = {}
+    def begin(self, evaluate: Callable[[nn.Module], dict]) -> None:
         for sparsity in self.levels:
             pruned, masks = self._pruned_copy(self.ctx.model, sparsity)
-            levels[level_key(sparsity)] = {"sparsity": sparsity, "achieved": masks.sparsity(), **evaluate(pruned)}
+            self.levels_measured[level_key(sparsity)] = {"sparsity": sparsity, "achieved": masks.sparsity(),
+                                                         **evaluate(pruned)}
         # The run's own model: pruned in place at `sparsity`.
         self.masks = MaskSet(self.prunable, magnitude_masks(self.prunable, self.sparsity, self.scope, self.ties))
         self.masks.apply_()
-        return {"levels": levels}
 
-    # While fine-tuning (experiment.finetune), the mask is held like any mask pruner's.
+    def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
+        return {"levels": self.levels_measured}
+
+    # While fine-tuning, the mask is held like any mask pruner's.
     def after_backward(self, step: int) -> None:
         if self.masks is not None:
             self.masks.mask_grads_()
@@ -130,11 +143,14 @@ class MagnitudePruner(Pruner):
                 "per_layer": self.masks.per_layer_sparsity()}
 
     def state_dict(self) -> dict:
-        return {"masks": self.masks.state_dict()} if self.masks is not None else {}
+        if self.masks is None:
+            return {}
+        return {"masks": self.masks.state_dict(), "levels": self.levels_measured}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("masks") is not None:
             self.masks = MaskSet(self.prunable, state["masks"])
+            self.levels_measured = state["levels"]
 
 
 def _build(cfg) -> MagnitudePruner:
@@ -143,17 +159,11 @@ def _build(cfg) -> MagnitudePruner:
 
 
 def _validate(cfg) -> list[str]:
-    problems = []
-    if cfg.scope not in SCOPES:
-        problems.append(f"pruner.scope: '{cfg.scope}' is not allowed; use one of {', '.join(SCOPES)}")
-    if cfg.ties not in TIES:
-        problems.append(f"pruner.ties: '{cfg.ties}' is not allowed; use one of {', '.join(TIES)}")
+    problems = choice(cfg, "scope", "pruner", SCOPES) + choice(cfg, "ties", "pruner", TIES)
     unknown = set(cfg.layers) - {"conv", "linear"}
     if unknown or not cfg.layers:
         problems.append(f"pruner.layers: {list(cfg.layers)} is not allowed; use a non-empty subset of [conv, linear]")
-    if not isinstance(cfg.finetune_epochs, int) or cfg.finetune_epochs < 0:
-        problems.append(f"pruner.finetune_epochs: must be an integer >= 0, got {cfg.finetune_epochs!r}")
-    return problems
+    return problems + integer(cfg, "finetune_epochs", "pruner", low=0)
 
 
 @dataclass

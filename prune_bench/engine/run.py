@@ -1,0 +1,108 @@
+"""One run, end to end: validate -> data -> identity -> (finished? report it) -> lock -> the
+stages (stages.py) -> the pruner's finish -> evaluate -> record.json (atomic) -> one-line summary.
+
+Bad input or an interruption before the run has a checkpoint or a record removes what it
+created (workspace.py); any other exception leaves its reason in the run's failed.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .. import layout
+from ..config.validate import validate
+from ..data import load_data
+from ..errors import PruneBenchError
+from ..fileio import atomic_write_json, atomic_write_text
+from ..humanize import n_epochs
+from ..models import ModelSpec
+from ..pruning import build_pruner
+from .checkpoint import save_model
+from .loggers import Sinks
+from .loop import evaluate
+from .progress import Monitor, note_failure
+from .record import build_record, history_metrics, history_result, summary
+from .runtime import Runtime, configure_cuda_kernels, resolve_device
+from .stages import StageRunner, plan_stages
+from .workspace import Created, unwritable
+
+
+def run(cfg: DictConfig, log=print) -> dict:
+    """Run (or resume, or just report) the experiment `cfg` describes. Returns its record."""
+    validate(cfg)
+    device = resolve_device(str(cfg.trainer.device))
+    if device.type == "cuda":
+        configure_cuda_kernels(cfg.trainer)
+    data = load_data(cfg.data, device)  # fails before any run folder exists
+    run_dir = layout.run_dir(cfg, data.info)
+    record_path = run_dir / layout.RECORD
+    if record_path.is_file():  # finished: nothing to write, so a read-only runs folder will do
+        return already_done(record_path, log)
+    runs_dir = layout.runs_root(cfg)
+    created = Created()
+    try:
+        # one process per run at a time; an exception leaves its reason in failed.json (progress.py)
+        with created.lock(layout.lock_path(run_dir)), note_failure(run_dir):
+            if record_path.is_file():
+                return already_done(record_path, log)
+            return run_locked(cfg, data, device, run_dir, created, log)
+    except BaseException as error:
+        problem = unwritable(error, runs_dir) if isinstance(error, OSError) else None
+        # Bad input (a one-line error) or an interruption before anything was worth keeping
+        # leaves nothing behind; a crash keeps its folder, whose failed.json says why.
+        if problem or isinstance(error, (PruneBenchError, KeyboardInterrupt, SystemExit)):
+            created.remove_unfinished()
+        if problem:
+            raise problem from None
+        raise
+
+
+def already_done(record_path: Path, log) -> dict:
+    record = json.loads(record_path.read_text())
+    log(f"already done: {summary(record)}")
+    return record
+
+
+def run_locked(cfg, data, device, run_dir: Path, created: Created, log) -> dict:
+    started = time.perf_counter()
+    runtime = Runtime.from_config(cfg.trainer, device)
+    pruner = build_pruner(cfg.pruner)
+    stages = plan_stages(cfg, data.info, pruner)  # its schedule checked before anything is written
+    last = stages[-1]
+    created.folder(run_dir)
+    atomic_write_text(run_dir / layout.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    run_id = last.identity
+    # progress.json for `prune-bench status`, progress lines, metric loggers (progress.py, loggers.py)
+    sinks = Sinks(cfg.get("logger"), run_dir, run_id, OmegaConf.to_container(cfg, resolve=True))
+    monitor = Monitor(run_dir, runtime.progress == "lines", log, sinks, bar=runtime.progress == "bar")
+    try:
+        if len(stages) == 1:
+            plan = n_epochs(last.epochs)
+        else:
+            plan = "stages " + " -> ".join(f"{stage.name} ({n_epochs(stage.epochs)})" for stage in stages)
+        log(f"run {run_dir}: {cfg.model.name} / {cfg.optimizer.name} / {cfg.pruner.name} on {data.info['label']} "
+            f"({data.n_train} train images), {plan}, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
+        spec = ModelSpec.from_config(OmegaConf.to_container(cfg.model, resolve=True), data.num_classes)
+        runner = StageRunner(spec, data, runtime, bool(cfg.data.augment), log, monitor)
+        results = runner.run(stages, created)
+        final = results[-1]
+        metrics = history_metrics(history_result(results).state)
+        if final.stage is last and final.state.diverged_step is None:
+            stage_runtime = final.runtime or runtime
+            metrics.update(pruner.finish(lambda candidate: evaluate(candidate, data, stage_runtime)))
+            if cfg.pruner.name != "none":  # the pruner may have changed the weights after training
+                metrics.update(evaluate(final.model, data, stage_runtime))
+        record = build_record(cfg, data, runtime, results, pruner, metrics, run_id, run_dir, started)
+        if cfg.trainer.save_model and record["status"] == "finished":
+            architecture = final.architecture
+            save_model(run_dir, final.model, architecture)
+        atomic_write_json(run_dir / layout.RECORD, record)
+        (run_dir / layout.CHECKPOINT).unlink(missing_ok=True)  # the record (and model.pt) supersede it
+        log(summary(record))
+        monitor.finish(record)
+        return record
+    finally:
+        monitor.close()

@@ -1,0 +1,1 @@
+"""Records -> tables beside the published numbers, and plots."""

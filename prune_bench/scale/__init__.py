@@ -1,0 +1,1 @@
+"""From one run to a paper and a cluster: grids, plans, launchers, status, the device pool."""
