@@ -275,14 +275,14 @@ class DHSPG(torch.optim.Optimizer):
             p = s.tensor()
             x = s.rows(p)
             d = directions.get(id(p))
-            xx = (x * x).sum(1)
+            xx = torch.linalg.vecdot(x, x, dim=1)
             lr = groups[id(p)]["lr"]
             if d is None:
                 zeros = torch.zeros_like(xx)
                 return torch.stack([xx, zeros, zeros, zeros, lr * xx], 1)
             d = s.rows(d)
-            xd = (x * d).sum(1)
-            return torch.stack([xx, xd, (d * d).sum(1), lr * xd, lr * xx], 1)
+            xd = torch.linalg.vecdot(x, d, dim=1)
+            return torch.stack([xx, xd, torch.linalg.vecdot(d, d, dim=1), lr * xd, lr * xx], 1)
         return self.zigs.reduce(per_slice, STATS)
 
     def _partition(self, stats: torch.Tensor) -> None:
@@ -357,7 +357,7 @@ class DHSPG(torch.optim.Optimizer):
         if not self.partitioned and t >= self.partition_step:
             self._partition(self._statistics(directions, groups))
             self._masks_changed()
-        penalties: dict[int, torch.Tensor] = {}
+        shrink: dict[int, torch.Tensor] = {}  # per parameter: lr * lambda / (||x|| + 1e-8) per row
         chosen: list[int] = []
         if self.penalising():
             stats = self._statistics(directions, groups)
@@ -368,20 +368,20 @@ class DHSPG(torch.optim.Optimizer):
             if adapt and t >= self.projection_step:
                 chosen = self._project(stats, per_norm)
             self.lambdas = lambdas.detach().float().cpu()
-            # the group-norm step uses x before the base step: lr * lambda x / (||x|| + 1e-8)
             for zig_slice, per_row in self.zigs.row_factors(per_norm):
                 p = zig_slice.tensor()
-                factor = (groups[id(p)]["lr"] * per_row).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
-                penalty = p * factor
-                penalties[id(p)] = penalties[id(p)] + penalty if id(p) in penalties else penalty
+                factor = groups[id(p)]["lr"] * per_row
+                shrink[id(p)] = shrink[id(p)] + factor if id(p) in shrink else factor
         else:
             self.lambdas = torch.zeros(len(self.zigs))
         for group in self.param_groups:
             for p in group["params"]:
+                if id(p) in shrink:
+                    # x - lr lambda x / (||x|| + 1e-8) - lr d, as (1 - lr lambda / (||x|| + 1e-8)) x - lr d:
+                    # the group-norm step acts on x before the base step; rows off G_p are scaled by 1
+                    p.mul_((1 - shrink[id(p)]).to(p.dtype).view(-1, *([1] * (p.dim() - 1))))
                 if id(p) in directions:
                     p.add_(directions[id(p)], alpha=-group["lr"])
-                if id(p) in penalties:
-                    p.sub_(penalties[id(p)])
         if chosen:
             self.selected = chosen
             if self.projection == "zero":
