@@ -305,6 +305,11 @@ def test_partition_scores_and_zig_members_on_a_conv_net_follow_the_definition():
         cos.append(float(x @ d / (x.norm() * d.norm())))
         inverse.append(1 / (float(x.norm()) / x.numel() + 1e-6))
     cos, inverse = torch.tensor(cos), torch.tensor(inverse)
+    by_hand = torch.tensor([float(torch.cat([t[zigs.locate(z)[1]].flatten() for t in members[zigs.locate(z)[0]][0]])
+                                  .detach().pow(2).sum()) for z in range(16)])
+    torch.testing.assert_close(zigs.sq_norms(), by_hand)
+    for name, group in zigs.groups.items():  # the per-group view agrees
+        torch.testing.assert_close(group.sq_norms(), by_hand[list(zigs.ids(name))])
     expected = 0.5 * cos / cos.norm() + 0.5 * inverse / inverse.norm()
     optimizer.step()
     torch.testing.assert_close(optimizer.partition_scores(), expected.float(), rtol=1e-5, atol=1e-6)

@@ -27,7 +27,7 @@ Public API:
 - `ZIGGroup`: the ZIGs of one Torch-Pruning group: `sq_norms()`, `scale_(factors)` over the
   variables only (an out-side view of the ChannelGroup), `kept_entries(channels)`,
   `remove(channels)` over all its slices (Torch-Pruning's removal).
-- `ZIGSet`: all ZIGs. `len()`, `groups`, `ids(name)`, `locate(zig)`, `numel()`, `sq_norms()`,
+- `ZIGSet`: all ZIGs. `len()`, `groups`, `ids(name)`, `locate(zig)`, `group_index()`, `numel()`, `sq_norms()`,
   `reduce(per_slice)` (per-ZIG sums of per-position statistics, one index_add per slice),
   `row_factors(values)`, `zero_rows(mask)`, `zero_(mask, extra=...)`, `scale_(factors)`,
   `variables(zig)`, `dependents(zig)`, `remove(zigs)`.
@@ -170,13 +170,6 @@ class ZIGSet:
     def group_index(self) -> torch.Tensor:
         """Per ZIG, the position of its Torch-Pruning group in `groups` (CPU, long)."""
         return torch.cat([torch.full((g.size,), i, dtype=torch.long) for i, g in enumerate(self.groups.values())])
-
-    def tensors(self) -> list[torch.Tensor]:
-        """The parameters that hold variables (each once)."""
-        seen: dict[int, torch.Tensor] = {}
-        for zig_slice in self.slices:
-            seen.setdefault(id(zig_slice.tensor()), zig_slice.tensor())
-        return list(seen.values())
 
     # ------------------------------------------------------------------ batched statistics
     def _check_fresh(self) -> None:
