@@ -1,4 +1,4 @@
-"""OTOv2 core: zero-invariant groups (pruning/zig.py) and the DHSPG optimizer (optim/dhspg.py).
+"""OTOv2 core: zero-invariant groups (pruning/dpm/zig.py) and the DHSPG optimizer (pruning/dpm/dhspg.py).
 One step by hand, zero-invariance and exact removal on every prunable registered model, the
 sparsity target, resume, and the hooks DPM uses. One thread, small batches."""
 
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from prune_bench.errors import ConfigError
 from prune_bench.models import MODELS, build_model
-from prune_bench.optim.dhspg import DHSPG
-from prune_bench.pruning.zig import build_zigs
+from prune_bench.pruning.dpm.dhspg import DHSPG
+from prune_bench.pruning.dpm.zig import build_zigs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

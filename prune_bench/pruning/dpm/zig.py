@@ -43,8 +43,8 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from ..errors import ConfigError
-from .channels import IN_HANDLERS, OUT_HANDLERS, SLICED, ChannelGroup, Slice, collect_groups
+from ...errors import ConfigError
+from .groups import IN_HANDLERS, OUT_HANDLERS, SLICED, ChannelGroup, Slice, collect_groups
 from .hosts import classifier
 
 PRODUCING_DIM, CONSUMING_DIM = 0, 1

@@ -1,6 +1,6 @@
 """DHSPG, the Dual Half-Space Projected Gradient optimizer of OTOv2 (Chen et al., "OTOv2:
 Automatic, Generic, User-Friendly", ICLR 2023, Sec. 4 and Alg. 2-3), over the zero-invariant
-groups of `pruning.zig` (ZIGs).
+groups of `zig.py` (ZIGs).
 
 Every parameter takes the base step x_hat = x - lr * d, d the base optimizer's direction for the
 current gradient (SGD with momentum, dampening, Nesterov and L2 weight decay exactly as
@@ -64,7 +64,7 @@ from collections.abc import Iterable
 
 import torch
 
-from ..pruning.zig import ZIGSet, ZIGSlice
+from .zig import ZIGSet, ZIGSlice
 
 VARIANTS = ("sgd", "adam")
 OVERFLOWS = ("ratio", "random")
@@ -142,7 +142,7 @@ class DHSPG(torch.optim.Optimizer):
         _check(0 <= epsilon < 1, f"epsilon must be in [0, 1), got {epsilon}")
         _check(overflow in OVERFLOWS, f"overflow must be one of {', '.join(OVERFLOWS)}, got {overflow!r}")
         _check(projection in PROJECTIONS, f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
-        _check(isinstance(zigs, ZIGSet), "zigs must be a ZIGSet (pruning.zig.build_zigs)")
+        _check(isinstance(zigs, ZIGSet), "zigs must be a ZIGSet (zig.build_zigs)")
         _check(not zigs.stale, "zigs are stale (channels were removed); build them again")
         _check(len(zigs) > 0, "the model has no zero-invariant groups")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, betas=tuple(betas),
