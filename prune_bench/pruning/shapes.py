@@ -54,23 +54,37 @@ def restore_shapes(model: nn.Module, shapes: dict[str, list[int]]) -> nn.Module:
     return model
 
 
+def model_pt_path(path) -> Path:
+    """A run directory's model.pt, or `path` itself when it names the file."""
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
+def model_spec(path, payload: dict | None = None) -> dict:
+    """{"name", "num_classes", "options"} of a finished run's model: from model.pt's architecture
+    (structural pruners save it there), else from the run's config.yaml. `path`: the run
+    directory or its model.pt; `payload`: model.pt already loaded."""
+    path = model_pt_path(path)
+    if payload is None:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    architecture = payload.get("architecture")
+    if architecture:
+        return architecture["model"]
+    config = OmegaConf.to_container(OmegaConf.load(path.parent / "config.yaml"), resolve=True)
+    options = {k: v for k, v in config["model"].items() if k != "name"}
+    classes = OFFICIAL[config["data"]["name"]]["num_classes"]
+    return {"name": config["model"]["name"], "num_classes": classes, "options": options}
+
+
 def load_pruned_model(path, map_location="cpu") -> nn.Module:
     """The model of a finished run, in its slimmed shapes, weights loaded, in eval mode.
     `path` is a run directory or its model.pt. Structural pruners save the model spec and the
     per-layer shapes in model.pt; for other runs the spec comes from the run's config.yaml."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    path = model_pt_path(path)
     payload = torch.load(path, map_location=map_location, weights_only=True)
-    architecture = payload.get("architecture")
-    if architecture:
-        spec = architecture["model"]
-    else:
-        config = OmegaConf.to_container(OmegaConf.load(path.parent / "config.yaml"), resolve=True)
-        options = {k: v for k, v in config["model"].items() if k != "name"}
-        classes = OFFICIAL[config["data"]["name"]]["num_classes"]
-        spec = {"name": config["model"]["name"], "num_classes": classes, "options": options}
+    spec = model_spec(path, payload)
     model = build_model(spec["name"], spec["num_classes"], **spec["options"])
+    architecture = payload.get("architecture")
     if architecture:
         restore_shapes(model, architecture["layers"])
     model.load_state_dict(payload["model"])
