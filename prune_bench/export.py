@@ -165,6 +165,7 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> dict:
 def run_onnx(path: Path):
     import onnxruntime  # noqa: PLC0415 (optional extra)
 
+    onnxruntime.disable_telemetry_events()  # a check on the user's machine reports nothing anywhere
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def forward(images: np.ndarray) -> np.ndarray:

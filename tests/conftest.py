@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from prune_bench import experiment
 from prune_bench.optim import build_scheduler
 from prune_bench.paths import conf_dir
 
@@ -89,3 +90,20 @@ def lr_factors(cfg: dict, steps_per_epoch: int, epochs: int) -> list[float]:
         optimizer.step()
         scheduler.step()
     return values
+
+
+@pytest.fixture(scope="session")
+def slimmed_run(tmp_path_factory) -> Path:
+    """The directory of one finished DPM run (tests/test_dpm_runs.py's tiny config): a slimmed
+    ResNet-20 with its model.pt, config.yaml and record.json, in a session temporary folder."""
+    from test_dpm_runs import TINY_DPM  # here, not at the top: that module imports this one
+
+    runs = tmp_path_factory.mktemp("slimmed") / "runs"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        record = experiment.run(make_config([*TINY_DPM, f"paths.runs_dir={runs}",
+                                             f"paths.data_root={runs.parent / 'data'}"]), log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    return Path(record["run_dir"])
