@@ -32,12 +32,12 @@ QUICK = {"warmup": 1, "min_repeats": 6, "max_seconds": 0.3, "turn_seconds": 0.00
 
 
 class Sleeper(nn.Module):
-    """A 1x1 convolution that also sleeps `seconds` (uniform in [0, 2 x seconds] when jittery)
+    """A 3x3 convolution that also sleeps `seconds` (uniform in [0, 2 x seconds] when jittery)
     and logs, per pass, its name, torch's thread count, its mode and the input's memory format."""
 
     def __init__(self, name: str, seconds: float, log: list | None = None, jitter: bool = False, fail: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.name, self.seconds, self.jitter, self.fail = name, seconds, jitter, fail
         self.log = log if log is not None else []
         self.random = random.Random(0)
@@ -45,6 +45,7 @@ class Sleeper(nn.Module):
     def forward(self, x):
         self.log.append({"name": self.name, "threads": torch.get_num_threads(), "training": self.training,
                          "channels_last": x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
+                         "weights_channels_last": not self.conv.weight.is_contiguous(),
                          "grad": torch.is_grad_enabled()})
         if self.fail:
             raise RuntimeError("forward failed")
@@ -87,7 +88,7 @@ def test_eval_mode_inference_and_memory_format_for_the_measurement_then_restored
     model = Sleeper("m", 0.0005, log).train()
     quietly(forward_latency, model, SHAPE, 2, "cpu", channels_last=True, **QUICK)
     assert log and not any(entry["training"] or entry["grad"] for entry in log)  # eval, inference mode
-    assert all(entry["channels_last"] for entry in log)
+    assert all(entry["channels_last"] and entry["weights_channels_last"] for entry in log)
     assert model.training and model.conv.weight.is_contiguous()  # train mode and layout given back
     evaluated = Sleeper("m", 0.0, fail=True).eval()
     with pytest.raises(RuntimeError):
