@@ -105,13 +105,18 @@ def finished_run(run_dir: Path) -> dict:
     return record
 
 
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message` (at most 200 characters of it)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
 def load_run_model(run_dir: Path) -> tuple[nn.Module, dict]:
     """The run's model (slimmed shapes, eval, fp32, CPU) and its spec."""
     try:
         return load_pruned_model(run_dir), model_spec(run_dir)
     except Exception as error:  # a truncated or foreign model.pt, shapes that do not fit the spec
-        raise PruneBenchError(f"export: {run_dir / 'model.pt'} cannot be loaded "
-                              f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})") from None
+        raise PruneBenchError(f"export: {run_dir / 'model.pt'} cannot be loaded ({first_line(error)})") from None
 
 
 def data_description(run_dir: Path) -> dict:
@@ -293,8 +298,7 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None,
             except PruneBenchError:
                 raise
             except Exception as error:
-                first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-                raise PruneBenchError(f"export: {name}: the exporter failed ({type(error).__name__}: {first}); "
+                raise PruneBenchError(f"export: {name}: the exporter failed ({first_line(error)}); "
                                       "nothing was written") from None
             forward, how = load(path)
             written[name] = {"file": FILES[name], "bytes": path.stat().st_size, **details,
