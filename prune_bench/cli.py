@@ -15,6 +15,7 @@ from .config.compose import check_group_overrides, compose_jobs, job_overrides
 from .config.shipped import conf_dir
 from .engine.workspace import ensure_writable, inside
 from .errors import PruneBenchError
+from .export import DEFAULT_FORMATS, FILES, export_run, parse_formats
 from .layout import runs_root, sweep_dir
 from .report.tables import load_table_spec, table_names, write_plot, write_table
 from .scale.launch import task as run_task
@@ -36,6 +37,9 @@ commands:
   table NAME        collect records into results/NAME.csv beside the published numbers
   plot NAME         draw results/NAME.png from the same records
   list              list experiments (+exp=...) and tables
+  export RUN_DIR    write a finished run's model as ONNX and torch.export files (slimmed shapes
+                    included), each checked against PyTorch, with export.json (input, normalisation,
+                    classes); --out DIR (default RUN_DIR/export), --format onnx,pt2,torchscript
 """
 
 
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             return reproduce_command(rest)
         if command == "status":
             return status_command(rest)
+        if command == "export":
+            return export_command(rest)
     except PruneBenchError as error:
         fail(str(error))
     except KeyboardInterrupt:
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `prune-bench list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    fail(f"unknown command '{command}'; use run, reproduce, status, table, plot or list")
+    fail(f"unknown command '{command}'; use run, reproduce, status, table, plot, list or export")
     return 2
 
 
@@ -195,6 +201,41 @@ def list_command() -> int:
     print("\ntables (prune-bench table NAME):")
     for name in table_names():
         print(f"  {name:<32} {load_table_spec(name)['title']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_command(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="prune-bench export")
+    parser.add_argument("run_dir", help="a finished run's directory (it holds record.json and model.pt)")
+    parser.add_argument("--out", help="the folder to write (default: RUN_DIR/export)")
+    parser.add_argument("--format", default=",".join(DEFAULT_FORMATS),
+                        help=f"comma-separated, any of {', '.join(FILES)} (default: {','.join(DEFAULT_FORMATS)})")
+    options = parser.parse_args(args)
+    formats = parse_formats(options.format)
+    try:
+        manifest = export_run(Path(options.run_dir), options.out, formats)
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was written", 130)
+    out_dir = Path(options.out).expanduser() if options.out else Path(options.run_dir).expanduser() / "export"
+    model, normalisation = manifest["model"], manifest["input"]["normalisation"]
+    shape = "slimmed" if model["slimmed"] else "unpruned"
+    print(f"exported {model['name']} ({shape}, {model['params'] / 1e6:.2f}M params) from {options.run_dir}")
+    for name, entry in manifest["formats"].items():
+        check = entry["verified"]
+        batches = " and ".join(str(n) for n in check["batch_sizes"])
+        print(f"  {name:<12} {out_dir / entry['file']}  ({entry['bytes'] / 1e6:.1f} MB); {check['runtime']} vs "
+              f"PyTorch at batch {batches}: max |logit diff| {check['max_abs_diff']:.1e} "
+              f"(tolerance {check['tolerance']:.1e})")
+    mean = ", ".join(f"{v:.2f}" for v in normalisation["mean"])
+    std = ", ".join(f"{v:.2f}" for v in normalisation["std"])
+    print(f"  {'manifest':<12} {out_dir / 'export.json'}")
+    shape = ", ".join(str(n) for n in manifest["input"]["shape"])
+    print(f"input: float32 [{shape}] ({manifest['input']['layout']}, "
+          f"{manifest['input']['channels']}), (pixels - mean) / std with pixels in 0..255, "
+          f"mean [{mean}], std [{std}]; {len(manifest['classes'])} classes")
     return 0
 
 

@@ -6,6 +6,7 @@ process, same machine), so a ratio holds even where absolute speed differs.
     python scripts/bench.py gpu                # epoch time per mode, DataLoader loop, packing (see bench_gpu)
     python scripts/bench.py gpu --device cpu --models resnet20 --train-images 1024 --test-images 256 \
         --epoch-steps 4 --pack 1,2 --workers 0 # the same logic, CPU-sized
+    python scripts/bench.py latency --run runs/NAME # dense vs slimmed forward ms, batch 1 and 256
     python scripts/bench.py --list
 
 Add a benchmark: a function `bench_<name>(args)` decorated with @benchmark.
@@ -21,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +39,10 @@ from prune_bench.data import (
     synthetic_arrays,
     train_batches,
 )
+from prune_bench.engine.checkpoint import ModelPair, model_pair_from_run
 from prune_bench.engine.loop import FitState, Training, evaluate, train_epoch, train_step
 from prune_bench.engine.runtime import Runtime, configure_cuda_kernels
+from prune_bench.latency import compare_latency
 from prune_bench.models import build_model
 from prune_bench.optim import GRDA, StochGradAdam, build_optimizer, build_scheduler
 from prune_bench.pruning import (
@@ -345,6 +349,52 @@ def bench_dpm(args) -> None:
     print(f"dpm [{args.model}, batch {args.batch_size}, {device}, {len(pruner.host.groups)} groups]: train step plain "
           f"{1e3 * plain:.1f} ms; while decaying: {ratios} (target <= 1.10). One host selection "
           f"({decaying['2 of 20 events']} picks): {1e3 * select_s:.1f} ms = {select_s / plain:.2f} steps")
+
+
+# ----------------------------------------------------------------------------- latency: dense vs slimmed
+
+
+def latency_pairs(args) -> list[ModelPair]:
+    """The (dense, slimmed) pairs to time: a finished run's (--run DIR). Another source adds a
+    ModelPair here."""
+    pairs = []
+    if args.run:
+        pairs.append(model_pair_from_run(args.run, args.device))
+    return pairs
+
+
+def print_latency(pair: ModelPair, args) -> dict:
+    """Dense and slimmed forward ms of one pair at each --latency-batches size, timed in turns,
+    and the speed-up dense / slimmed with the range the medians' 95% intervals allow. On CUDA the
+    pair runs as it trained (bf16 autocast, channels_last); on CPU in fp32, default layout."""
+    cuda = args.device.type == "cuda"
+    bf16, channels_last = pair.bf16 and cuda, pair.channels_last and cuda
+    comparisons = compare_latency(pair.dense, pair.slimmed, pair.image_shape, args.device,
+                                  batch_sizes=tuple(args.latency_batches), threads=args.threads, bf16=bf16,
+                                  channels_last=channels_last, max_seconds=args.latency_seconds)
+    for batch_size, c in comparisons.items():
+        dense, slimmed = c.dense, c.slimmed
+
+        def figure(m):
+            return (f"{m.median_ms:.3f} ms (95% {m.ci_low_ms:.3f}-{m.ci_high_ms:.3f}, p10-p90 {m.p10_ms:.3f}-"
+                    f"{m.p90_ms:.3f}, {m.repeats} passes{'' if m.stable else ', NOT STABLE: ' + m.stop})")
+
+        print(f"latency [{pair.label}, batch {batch_size}, {dense.device}, {dense.threads} threads, {dense.precision}"
+              f"{', channels_last' if channels_last else ''}]: dense {figure(dense)}, slimmed {figure(slimmed)}; "
+              f"dense / slimmed = {c.speedup:.3f}x (range {c.speedup_low:.3f}-{c.speedup_high:.3f})"
+              f"{'' if c.stable else ' (unstable: see the warnings)'}")
+    return comparisons
+
+
+@benchmark
+def bench_latency(args) -> dict:
+    """Forward latency, dense vs slimmed (--run DIR: a finished run's model.pt and its unpruned
+    spec), at each --latency-batches size (default 1 and 256)."""
+    pairs = latency_pairs(args)
+    if not pairs:
+        print("latency: left out (needs --run DIR, a finished run with model.pt)")
+        return {}
+    return {pair.label: print_latency(pair, args) for pair in pairs}
 
 
 # ----------------------------------------------------------------------------- gpu: epoch time against the limit
@@ -662,6 +712,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per block")
     parser.add_argument("--list", action="store_true")
+    latency = parser.add_argument_group("latency (dense vs slimmed forward time)")
+    latency.add_argument("--run", help="a finished run's directory: its slimmed model against the dense one")
+    latency.add_argument("--latency-batches", default="1,256", help="batch sizes (default 1,256)")
+    latency.add_argument("--threads", type=int, help="CPU threads to time at (default: torch's current count)")
+    latency.add_argument("--latency-seconds", type=float, default=20.0,
+                         help="at most this many seconds of timing per model and batch size before a "
+                              "measurement is reported unstable (default 20)")
     gpu = parser.add_argument_group("gpu (epoch time, reference loop, packing)")
     gpu.add_argument("--models", default="resnet56,vgg16", help="models to time; the first one also "
                      "runs the reference loop and the packing")
@@ -689,8 +746,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.modes = list(DEFAULT_GPU_MODES) if args.modes == "auto" else _names(args.modes, GPU_MODES, "--modes")
         args.parts = _names(args.parts, GPU_PARTS, "--parts")
         args.pack = [int(k) for k in _names(args.pack, None, "--pack")]
+        args.latency_batches = [int(n) for n in _names(args.latency_batches, None, "--latency-batches")]
     except ValueError as error:
         parser.error(str(error))
+    if min(args.latency_batches, default=0) < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--latency-batches and --threads must be positive")
+    if args.run and not (Path(args.run) / "model.pt").is_file():
+        parser.error(f"--run: {args.run} has no model.pt (a finished run's directory)")
     if min(args.pack, default=1) < 1 or min(args.epoch_steps, args.workers + 1, args.batch_size) < 1:
         parser.error("--pack, --epoch-steps and --batch-size must be positive, --workers >= 0")
     return args

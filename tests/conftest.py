@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from prune_bench.config.shipped import conf_dir
 from prune_bench.config.validate import validate
+from prune_bench.engine import run as experiment
 from prune_bench.engine import stages
 from prune_bench.engine.progress import Monitor
 from prune_bench.errors import ConfigError
@@ -124,3 +125,39 @@ def crash_after_checkpoint(monkeypatch, crash_when) -> None:
             raise Crash()
 
     monkeypatch.setattr(stages, "save_checkpoint", save_then_crash)
+
+
+# A DPM run in seconds: ResNet-20 (shortcut B) on 100 synthetic images, every stage of 1-3 epochs.
+TINY_DPM = [
+    "data=synthetic", "data.synthetic.train_size=100", "data.synthetic.test_size=50",
+    "model=resnet20", "model.shortcut=B", "scheduler=constant", "trainer.epochs=1",
+    "trainer.batch_size=25", "trainer.eval_batch_size=50", "trainer.progress=none",
+    "pruner=dpm", "pruner.speedup=1.6", "pruner.sparse.epochs=2", "pruner.finetune.epochs=3",
+    "pruner.prune_epochs=2", "pruner.prune_steps=4", "pruner.sp_steps=2", "pruner.sr_cooldown=2",
+    "pruner.latency_repeats=1",
+]
+
+
+def tiny_dpm_config(runs: Path, *extra):
+    return make_config([*TINY_DPM, f"paths.runs_dir={runs}", f"paths.data_root={runs.parent / 'data'}", *extra])
+
+
+@pytest.fixture(scope="session")
+def tiny_dpm_run(tmp_path_factory):
+    """One uninterrupted sp+sr TINY_DPM run: (its runs folder, which holds the shared stages, its
+    record, the lines it logged)."""
+    runs = tmp_path_factory.mktemp("dpm") / "runs"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    lines = []
+    try:
+        record = experiment.run(tiny_dpm_config(runs), log=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    return runs, record, lines
+
+
+@pytest.fixture(scope="session")
+def slimmed_run(tiny_dpm_run) -> Path:
+    """The folder of a finished run with a slimmed model (model.pt, config.yaml, record.json)."""
+    return Path(tiny_dpm_run[1]["run_dir"])

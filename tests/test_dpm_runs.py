@@ -14,7 +14,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import Crash, cli_error_lines, crash_after_checkpoint, make_config, run_cli
+from conftest import (
+    TINY_DPM,
+    Crash,
+    cli_error_lines,
+    crash_after_checkpoint,
+    make_config,
+    run_cli,
+    tiny_dpm_config,
+)
 from prune_bench.config.validate import validate
 from prune_bench.data import load_data
 from prune_bench.engine import run as experiment
@@ -32,14 +40,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # fine-tune 3 whose first 2 are the pruning phase: events after steps 2, 4, 6 and 8, each pick
 # decays over 2 steps, so the checkpoints after fine-tune epochs 1 and 2 (steps 4 and 8) hold
 # removed channels and picks still decaying.
-TINY_DPM = [
-    "data=synthetic", "data.synthetic.train_size=100", "data.synthetic.test_size=50",
-    "model=resnet20", "model.shortcut=B", "scheduler=constant", "trainer.epochs=1",
-    "trainer.batch_size=25", "trainer.eval_batch_size=50", "trainer.progress=none",
-    "pruner=dpm", "pruner.speedup=1.6", "pruner.sparse.epochs=2", "pruner.finetune.epochs=3",
-    "pruner.prune_epochs=2", "pruner.prune_steps=4", "pruner.sp_steps=2", "pruner.sr_cooldown=2",
-    "pruner.latency_repeats=1",
-]
 
 
 def quiet(message):
@@ -47,19 +47,13 @@ def quiet(message):
 
 
 def config(runs: Path, *extra):
-    return make_config([*TINY_DPM, f"paths.runs_dir={runs}", f"paths.data_root={runs.parent / 'data'}", *extra])
+    return tiny_dpm_config(runs, *extra)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+@pytest.fixture
+def finished(tiny_dpm_run):
     """One uninterrupted sp+sr run (its runs folder holds the shared stages)."""
-    runs = tmp_path_factory.mktemp("dpm") / "runs"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    lines = []
-    record = experiment.run(config(runs), log=lines.append)
-    torch.set_num_threads(threads)
-    return runs, record, lines
+    return tiny_dpm_run
 
 
 def weights(record):

@@ -5,7 +5,8 @@ names the identity it belongs to and loads with weights_only=True."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 from ..data import OFFICIAL
 from ..errors import CheckpointError
 from ..fileio import atomic_torch_save
-from ..layout import CONFIG, MODEL
+from ..layout import CONFIG, MODEL, RECORD
 from ..models import ModelSpec
 from ..pruning.dpm.shapes import restore_shapes
 from .loop import FitState, Training
@@ -90,22 +91,63 @@ def save_model(run_dir: Path, model: nn.Module, architecture: dict | None) -> No
     atomic_torch_save({"model": model.state_dict(), "architecture": architecture}, Path(run_dir) / MODEL)
 
 
+def model_file(path) -> Path:
+    """A run folder's model.pt, or `path` itself when it names the file."""
+    path = Path(path)
+    return path / MODEL if path.is_dir() else path
+
+
+def run_model_spec(path, payload: dict | None = None) -> ModelSpec:
+    """What builds a finished run's unpruned model: model.pt's architecture (structural pruners
+    save it there), else the run's config.yaml. `path`: the run folder or its model.pt; `payload`:
+    model.pt already loaded."""
+    path = model_file(path)
+    if payload is None:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    architecture = payload.get("architecture")
+    if architecture:
+        return ModelSpec(**architecture["model"])
+    config = OmegaConf.to_container(OmegaConf.load(path.parent / CONFIG), resolve=True)
+    return ModelSpec.from_config(config["model"], OFFICIAL[config["data"]["name"]]["num_classes"])
+
+
 def load_pruned_model(path, map_location="cpu") -> nn.Module:
     """The model of a finished run, in its slimmed shapes, weights loaded, in eval mode.
     `path` is a run directory or its model.pt. Structural pruners save the model spec and the
     per-layer shapes in model.pt; for other runs the spec comes from the run's config.yaml."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL
+    path = model_file(path)
     payload = torch.load(path, map_location=map_location, weights_only=True)
-    architecture = payload.get("architecture")
-    if architecture:
-        spec = ModelSpec(**architecture["model"])
-    else:
-        config = OmegaConf.to_container(OmegaConf.load(path.parent / CONFIG), resolve=True)
-        spec = ModelSpec.from_config(config["model"], OFFICIAL[config["data"]["name"]]["num_classes"])
-    model = spec.build()
-    if architecture:
-        restore_shapes(model, architecture["layers"])
+    model = run_model_spec(path, payload).build()
+    if payload.get("architecture"):
+        restore_shapes(model, payload["architecture"]["layers"])
     model.load_state_dict(payload["model"])
     return model.to(map_location).eval()
+
+
+@dataclass
+class ModelPair:
+    """A dense model and its slimmed version, with how to run them (a source for latency.compare_latency)."""
+
+    label: str
+    dense: nn.Module
+    slimmed: nn.Module
+    image_shape: tuple[int, ...] = (3, 32, 32)
+    bf16: bool = False  # trained in bf16 autocast (applies on CUDA)
+    channels_last: bool = False  # trained in channels_last (applies on CUDA)
+
+
+def model_pair_from_run(run_dir: Path | str, device: torch.device | str = "cpu") -> ModelPair:
+    """A finished run's slimmed model (load_pruned_model) and a freshly initialised dense model
+    of the same spec, both on `device` in eval mode, with the precision and memory format the run
+    trained in (its record). The dense weights are random (seeded): a dense convolution's time
+    does not depend on its weights."""
+    run_dir = Path(run_dir)
+    device = torch.device(device)
+    slimmed = load_pruned_model(run_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dense = run_model_spec(run_dir).build().eval()
+    record_path = run_dir / RECORD
+    trained = (json.loads(record_path.read_text()).get("device") or {}) if record_path.is_file() else {}
+    return ModelPair(label=run_dir.name, dense=dense.to(device), slimmed=slimmed.to(device),
+                     bf16=bool(trained.get("bf16")), channels_last=bool(trained.get("channels_last")))
