@@ -75,18 +75,26 @@ def test_a_killed_job_releases_its_lock(tmp_path):
     assert not lock_held(tmp_path / "r")
 
 
-def test_progress_lines_every_tenth_of_an_epoch_and_the_progress_file(tmp_path, tiny_overrides, monkeypatch):
-    """200 images in batches of 10: 20 steps, a line every 2 steps (10%), 9 per epoch (the 10th
-    is the epoch line). With the 60 s rule at 0 s, a line after every step instead."""
+def test_piped_lines_per_epoch_details_in_the_log_and_the_progress_file(tmp_path, tiny_overrides, monkeypatch):
+    """200 images in batches of 10: 20 steps. Piped, one line per epoch and none inside it; the
+    log holds every printed line and a detail every 2 steps (10%), 9 per epoch (the 10th is the
+    epoch line). With the long-epoch rule at 0 s, a printed line after every report instead."""
     lines = []
     cfg = make_config([*tiny_overrides, "trainer.batch_size=10", "trainer.progress=lines"])
     record = run(cfg, log=lines.append)
-    progress_lines = [line for line in lines if "% (" in line]
-    assert len(progress_lines) == 2 * 9
-    assert [line.split("(")[1].split(" ")[0] for line in progress_lines[:9]] == [f"{2 * k}/20" for k in range(1, 10)]
-    assert all(" img/s  ETA " in line for line in progress_lines)
-    saved = json.loads((tmp_path / "runs" / record["run_dir"].split("/")[-1] / "progress.json").read_text())
+    run_dir = tmp_path / "runs" / record["run_dir"].split("/")[-1]
+    assert not [line for line in lines if "% (" in line]
+    assert [line.split("  ")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    logged = [line.split(" ", 2)[2] for line in (run_dir / "log.txt").read_text().splitlines()]
+    assert all(line in logged for line in lines)
+    assert all(line in lines or "% (" in line or line.startswith("--- pid ") for line in logged)
+    details = [line for line in logged if "% (" in line]
+    assert len(details) == 2 * 9
+    assert [line.split("(")[1].split(" ")[0] for line in details[:9]] == [f"{2 * k}/20" for k in range(1, 10)]
+    assert all(" img/s  run ETA " in line and "loss " in line for line in details)
+    saved = json.loads((run_dir / "progress.json").read_text())
     assert saved["phase"] == "finished" and saved["epoch"] == 2 and saved["step"] == 40 and saved["eta_s"] == 0.0
+    assert saved["run_eta_s"] == 0.0 and saved["stages"] == 1
     monkeypatch.setattr(progress_module, "LINE_SECONDS", 0.0)
     lines.clear()
     run(make_config([*tiny_overrides, "trainer.batch_size=10", "trainer.progress=lines", "seed=2"]), log=lines.append)

@@ -40,7 +40,9 @@ def test_a_run_writes_a_complete_record(tiny_overrides):
     assert record["timing"]["images_per_s"] > 0 and record["device"]["type"] == "cpu"
     run_dir = Path(record["run_dir"])
     # progress.json: where the run got to (prune-bench status); metrics.csv: the csv logger (on by default)
-    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "model.pt", "record.json", "progress.json", "metrics.csv"}
+    # log.txt: every line the run printed, and progress details
+    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "model.pt", "record.json", "progress.json", "metrics.csv",
+                                                  "log.txt"}
 
 
 def test_finished_runs_are_reported_not_retrained(tiny_overrides, monkeypatch):

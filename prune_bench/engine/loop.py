@@ -78,7 +78,7 @@ def train_step(model, optimizer, hooks: Pruner, images, labels, step: int, runti
 class QuietProgress:
     """Progress hooks that show nothing (benchmarks, probes)."""
 
-    def start_epoch(self, epoch: int, epochs: int, n_steps: int, state: FitState) -> None:
+    def start_epoch(self, epoch: int, epochs: int, n_steps: int, state: FitState, n_images: int | None = None) -> None:
         pass
 
     def due(self, done: int) -> bool:
@@ -104,7 +104,7 @@ def train_epoch(training: Training, data: DeviceData, trainer, seed: int, augmen
     correct = torch.zeros((), dtype=torch.long, device=runtime.device)
     bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
     seen = done = 0
-    progress.start_epoch(epoch, trainer.epochs, n_steps, state)
+    progress.start_epoch(epoch, trainer.epochs, n_steps, state, n_images=data.n_train)
     for images, labels in train_batches(data, trainer.batch_size, seed, epoch, augment, runtime.channels_last):
         logits, loss, replaced = train_step(training.forward, training.optimizer, training.hooks, images, labels,
                                             state.step, runtime, trainer.label_smoothing)

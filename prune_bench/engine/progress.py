@@ -1,11 +1,23 @@
 """Where a running job is, for people and for `prune-bench status`.
 
-While a run trains, `Monitor` (called by the loop and the stage runner) keeps `progress.json`
-in the run directory up to date (atomic writes: epoch, step, img/s, ETA, and where the training
-state lives, which for a shared stage is its folder under runs/.trained/), shows a progress bar
-on a terminal or prints a progress line at least every 10% of an epoch or every 60 s when output
-is not a terminal, and hands each epoch, each pruning event and the final record to the metric
-loggers (loggers.py).
+While a run trains, `Monitor` (called by the loop and the stage runner) shows where it is and
+keeps a record of it:
+
+- on a terminal (`trainer.progress: bar`, what `auto` picks there): a live bar inside each epoch
+  (steps, img/s, running loss, the ETA of the whole run; "stage 2/3 sparse" on a staged run),
+  and one line per finished epoch that stays on screen;
+- piped (`lines`): one compact line per epoch (stage, epoch k/n, loss, train/test accuracy,
+  img/s, seconds, the run's ETA); inside an epoch only when it runs long, at most one line a
+  minute;
+- always: `log.txt` in the run folder holds every line the run prints, with the time, and a
+  detail line every 10% of an epoch (loss, img/s, ETAs); `progress.json` (atomic writes) holds
+  the stage (index and count), epoch, step, img/s, the stage's and the run's ETA, and where the
+  training state lives (for a shared stage, its folder under runs/.trained/).
+
+The run's ETA counts the steps left in this stage and every later stage's steps (a stage reused
+from a shared folder costs nothing), at the seconds per step measured so far in this process
+(an epoch's seconds run from its first step to its checkpoint, so evaluations count). Each epoch,
+each pruning event and the final record also go to the metric loggers (loggers.py).
 
 `note_failure` leaves `failed.json` (the exception and its traceback) in the run directory of a
 run that raised, so the other jobs of a sweep go on and `status` can say why it failed.
@@ -20,6 +32,8 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,117 +41,270 @@ from tqdm import tqdm
 
 from ..fileio import atomic_write_json
 from ..humanize import duration
-from ..layout import FAILED, PROGRESS
+from ..layout import FAILED, LOG, PROGRESS
 
-REFRESH_EVERY = 50  # steps between the bar's loss refreshes (each one reads the loss from the device)
-LINE_FRACTION = 0.1  # a progress line at least every 10% of an epoch ...
-LINE_SECONDS = 60.0  # ... or every 60 s, whichever comes first
+DETAIL_FRACTION = 0.1  # a detail line in log.txt every 10% of an epoch
+LINE_SECONDS = 60.0  # piped: a line inside an epoch only once it has run this long, at most one per this
+BAR_LOSS_SECONDS = 1.0  # the bar's running loss: read from the device at most this often
+BAR_TEXT_SECONDS = 0.1  # the bar's img/s and ETA (host-side numbers): recomputed at most this often
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class Monitor:
-    """The object fit() reports to. Every call between steps reads host-side counters only;
-    `due()` says when a report (which needs one device sync for the loss) is wanted."""
+@dataclass
+class StagePlan:
+    """What the run's ETA needs of a stage: its name, epochs, steps per epoch, and whether it is
+    reused (a shared stage whose output exists: it costs nothing)."""
 
-    def __init__(self, run_dir: Path, print_lines: bool, log=print, sinks=None, bar: bool = False):
+    name: str
+    epochs: int
+    steps_per_epoch: int
+    reused: bool = False
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def steps_left(plan: list[StagePlan], index: int, step: int) -> int:
+    """Optimizer steps the run still has: stage `index`'s after its step `step`, and those of
+    every later stage that is not reused."""
+    later = sum(stage.steps for stage in plan[index + 1:] if not stage.reused)
+    return max(0, plan[index].steps - step) + later
+
+
+class RunLog:
+    """log.txt in the run folder: every line the run prints, and the details, each with the time.
+    Appended to (a resumed run adds to it), one line at a time, so it is complete after a crash."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        self.path, self.clock, self.handle = Path(path), clock, None
+
+    def write(self, line: str) -> None:
+        if self.handle is None:
+            self.handle = open(self.path, "a", buffering=1)
+            self.handle.write(f"{self._stamp()} --- pid {os.getpid()} on {socket.gethostname()}\n")
+        self.handle.write(f"{self._stamp()} {line}\n")
+
+    def _stamp(self) -> str:
+        return datetime.fromtimestamp(self.clock()).strftime("%Y-%m-%d %H:%M:%S")
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class Monitor:
+    """The object the stage runner and the loop report to. Every call between steps reads
+    host-side counters only; `due()` says when a report (one device read, for the loss) is wanted.
+
+    `mode`: bar | lines | none (what is shown; log.txt and progress.json are written in every mode).
+    `echo`: where shown lines go (print). `clock`: seconds (tests pass a fake one)."""
+
+    def __init__(self, run_dir: Path, mode: str = "lines", echo=print, sinks=None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.run_dir = Path(run_dir)
-        self.print_lines = print_lines
-        self.show_bar = bar
-        self.bar = None
-        self.log = log
+        self.mode = mode
+        self.echo = echo
         self.sinks = sinks  # loggers.Sinks, opened lazily (a finished run opens none)
+        self.clock = clock
+        self.run_log = RunLog(self.run_dir / LOG)
+        self.bar = None
         self.training_dir = self.run_dir
         self.fields: dict = {}
-        self._seconds = 0.0  # training seconds in this process, for the ETA
-        self._steps = 0
+        self.plan = [StagePlan("train", 0, 0)]
+        self.stage_index = 0
+        self.seconds_here = 0.0  # seconds of finished epochs in this process (evaluation, checkpoint included)
+        self.steps_here = 0  # their steps
 
-    # ---- the run's lifetime (experiment.run)
-    def start(self, training_dir: Path, stage: str | None = None) -> None:
-        """`stage`: which stage of a staged run (stages.py) trains in `training_dir`."""
+    # ---- what the run shows and logs
+    def say(self, line: str) -> None:
+        """A line the run prints: shown (above a live bar, if any) and written to log.txt."""
+        if self.bar is not None:
+            self.bar.clear()
+        self.echo(line)
+        sys.stdout.flush()  # a log file or a scheduler's output shows it now, not at exit
+        if self.bar is not None:
+            self.bar.refresh()
+        self.run_log.write(line)
+
+    def detail(self, line: str) -> None:
+        """A line for log.txt only."""
+        self.run_log.write(line)
+
+    # ---- the run's lifetime (engine/run.py, engine/stages.py)
+    def set_plan(self, plan: list[StagePlan]) -> None:
+        """The run's stages, first to last (StageRunner.run, before the first one)."""
+        self.plan = list(plan)
+
+    def start(self, training_dir: Path, index: int = 0) -> None:
+        """Stage `index` of the plan starts (or resumes) training in `training_dir`."""
         self.training_dir = Path(training_dir)
-        self._write(phase="starting", stage=stage)
+        self.stage_index = index
+        self._write(phase="starting", stage=self.stage_name, stage_index=index + 1, stages=len(self.plan))
 
     def finish(self, record: dict) -> None:
-        self._write(phase=record["status"], eta_s=0.0)
+        self._write(phase=record["status"], eta_s=0.0, run_eta_s=0.0)
         if self.sinks is not None:
             self.sinks.finish(record)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self._close_bar()
         if self.sinks is not None:
             self.sinks.close()
+        self.run_log.close()
+
+    @property
+    def staged(self) -> bool:
+        return len(self.plan) > 1
+
+    @property
+    def stage_name(self) -> str | None:
+        return self.plan[self.stage_index].name if self.staged else None
+
+    def stage_label(self) -> str:
+        """'stage 2/3 sparse, ' on a staged run, else ''."""
+        if not self.staged:
+            return ""
+        return f"stage {self.stage_index + 1}/{len(self.plan)} {self.stage_name}, "
 
     # ---- training (engine/loop.train_epoch, engine/stages.py)
-    def start_epoch(self, epoch: int, epochs: int, n_steps: int, state) -> None:
-        """`epoch` counts from 0; `state` is the FitState before the epoch."""
+    def start_epoch(self, epoch: int, epochs: int, n_steps: int, state, n_images: int | None = None) -> None:
+        """`epoch` counts from 0; `state` is the FitState before the epoch; `n_images` the
+        epoch's images (for img/s on the bar; default: a full batch per step is not known, so
+        img/s waits for the first report)."""
         self.epoch, self.epochs, self.n_steps = epoch, epochs, n_steps
-        self.every = max(1, int(n_steps * LINE_FRACTION))
-        self.epoch_started = self.last_report = time.perf_counter()
+        self.n_images = n_images
+        self.every = max(1, int(n_steps * DETAIL_FRACTION))
+        now = self.clock()
+        self.epoch_started = self.last_report = self.last_line = now
+        self.last_text = now - BAR_TEXT_SECONDS
         self.step_at_epoch_start = state.step
+        self.loss_text = ""
         if self.sinks is not None:
             self.sinks.open(start_step=state.step)
-        self._write(phase="training", epoch=epoch + 1, epochs=epochs, epoch_fraction=0.0,
-                    step=state.step, steps_total=epochs * n_steps)
-        if self.show_bar:
-            self.bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False, file=sys.stderr)
+        self._write(phase="training", stage=self.stage_name, stage_index=self.stage_index + 1, stages=len(self.plan),
+                    epoch=epoch + 1, epochs=epochs, epoch_fraction=0.0, step=state.step, steps_total=epochs * n_steps,
+                    run_eta_s=self.run_eta(state.step, 0, now))
+        if self.mode == "bar":
+            self._close_bar()
+            self.bar = tqdm(total=n_steps, desc=f"{self.stage_label()}epoch {epoch + 1}/{epochs}", leave=False,
+                            file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]")
 
     def due(self, done: int) -> bool:
-        """After `done` steps of this epoch (the bar advances): time for a report with the loss?
-        (No device sync here.)"""
+        """After `done` steps of this epoch: time for a report with the loss? Advances the bar
+        (host-side numbers only: no device sync here)."""
+        now = self.clock()
         if self.bar is not None:
+            if now - self.last_text >= BAR_TEXT_SECONDS or done == self.n_steps:
+                self.last_text = now
+                self.bar.set_postfix_str(self._bar_text(done, now), refresh=False)
             self.bar.update(done - self.bar.n)
             if done == self.n_steps:
-                self.bar.close()
-                self.bar = None
-            elif done % REFRESH_EVERY == 0:
-                return True
+                self._close_bar()
         if done == self.n_steps:
             return False  # the epoch line follows
-        return done % self.every == 0 or time.perf_counter() - self.last_report >= LINE_SECONDS
+        if done % self.every == 0 or now - self.last_report >= LINE_SECONDS:
+            return True
+        return self.bar is not None and now - self.last_report >= BAR_LOSS_SECONDS
 
     def during_epoch(self, done: int, loss: float, seen: int) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}")
-        now = time.perf_counter()
+        now = self.clock()
         self.last_report = now
         elapsed = now - self.epoch_started
         step = self.step_at_epoch_start + done
-        eta = self._eta(step, self._steps + done, self._seconds + elapsed)
         images_per_s = seen / elapsed if elapsed > 0 else None
+        stage_eta = self._eta(self.epochs * self.n_steps - step, done, now)
+        run_eta = self.run_eta(step, done, now)
         self._write(phase="training", epoch_fraction=done / self.n_steps, step=step,
-                    images_per_s=images_per_s, eta_s=eta, train_loss=loss)
-        if self.print_lines:
-            self.log(f"epoch {self.epoch + 1}/{self.epochs} {100 * done / self.n_steps:3.0f}% "
-                     f"({done}/{self.n_steps} steps)  loss {loss:.4f}  "
-                     f"{images_per_s or 0:.0f} img/s  ETA {duration(eta)}")
-            sys.stdout.flush()  # a log file or a scheduler's output shows it now, not at exit
+                    images_per_s=images_per_s, eta_s=stage_eta, run_eta_s=run_eta, train_loss=loss)
+        self.loss_text = f"loss {loss:.3f}"
+        line = (f"{self.stage_label()}epoch {self.epoch + 1}/{self.epochs} {100 * done / self.n_steps:3.0f}% "
+                f"({done}/{self.n_steps} steps)  loss {loss:.4f}  {images_per_s or 0:.0f} img/s  "
+                f"{'stage ETA ' + duration(stage_eta) + '  ' if self.staged else ''}run ETA {duration(run_eta)}")
+        if self.mode == "lines" and now - self.last_line >= LINE_SECONDS:  # a long epoch: a line a minute
+            self.last_line = now
+            self.say(line)
+        elif done % self.every == 0:
+            self.detail(line)
 
     def after_epoch(self, entry: dict, state, pruner_report: dict) -> None:
-        self._seconds += entry["seconds"]
-        self._steps += state.step - self.step_at_epoch_start
-        eta = self._eta(state.step, self._steps, self._seconds)
+        """The epoch's entry (its evaluation and checkpoint done): the epoch line, progress.json,
+        the loggers."""
+        now = self.clock()
+        self.seconds_here += now - self.epoch_started
+        self.steps_here += state.step - self.step_at_epoch_start
+        run_eta = self.run_eta(state.step, 0, now)
+        stage_eta = self._eta(self.epochs * self.n_steps - state.step, 0, now)
         last = entry["epoch"] == self.epochs  # then: the pruner's finish, evaluation, the record
         self._write(phase="finishing" if last else "training", epoch=entry["epoch"], epoch_fraction=1.0,
-                    step=state.step, images_per_s=entry["images_per_s"], eta_s=eta, train_loss=entry["train_loss"])
+                    step=state.step, images_per_s=entry["images_per_s"], eta_s=stage_eta, run_eta_s=run_eta,
+                    train_loss=entry["train_loss"])
+        left = steps_left(self.plan, self.stage_index, state.step)
+        self.say(epoch_line(entry, self.epochs, self.stage_label()) + (f"  run ETA {duration(run_eta)}" if left else ""))
         if self.sinks is not None:
             self.sinks.epoch(entry, state.history, pruner_report.get("event_log", []))
 
-    # ---- helpers
-    def _eta(self, step: int, steps_here: int, seconds_here: float) -> float | None:
-        if steps_here <= 0 or seconds_here <= 0:
+    # ---- the ETA
+    def seconds_per_step(self, steps_now: int = 0, now: float | None = None) -> float | None:
+        """Seconds per step in this process: finished epochs, plus `steps_now` steps of the
+        running epoch until `now`."""
+        steps = self.steps_here + steps_now
+        seconds = self.seconds_here + (now - self.epoch_started if steps_now and now is not None else 0.0)
+        if steps <= 0 or seconds <= 0:
             return None
-        return (self.epochs * self.n_steps - step) * seconds_here / steps_here
+        return seconds / steps
+
+    def run_eta(self, step: int, steps_now: int, now: float) -> float | None:
+        """Seconds left in the whole run with the current stage at `step` (`steps_now` of them
+        in the running epoch)."""
+        return self._eta(steps_left(self.plan, self.stage_index, step), steps_now, now)
+
+    def _eta(self, steps: int, steps_now: int, now: float) -> float | None:
+        rate = self.seconds_per_step(steps_now, now)
+        return None if rate is None else steps * rate
+
+    # ---- helpers
+    def _bar_text(self, done: int, now: float) -> str:
+        elapsed = now - self.epoch_started
+        parts = []
+        if self.n_images and elapsed > 0 and done:
+            parts.append(f"{done * self.n_images / self.n_steps / elapsed:.0f} img/s")
+        if self.loss_text:
+            parts.append(self.loss_text)
+        eta = self.run_eta(self.step_at_epoch_start + done, done, now)
+        parts.append(f"run ETA {duration(eta)}")
+        return ", ".join(parts)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def _write(self, **fields) -> None:
         self.fields.update(fields)
         self.fields.update(pid=os.getpid(), host=socket.gethostname(), slurm_job=slurm_job(),
                            updated=_now(), updated_unix=time.time(), training_dir=str(self.training_dir))
         atomic_write_json(self.run_dir / PROGRESS, self.fields)
+
+
+def epoch_line(entry: dict, epochs: int, stage: str = "") -> str:
+    """One finished epoch: `stage` ('stage 2/3 sparse, ' or ''), epoch k/n, loss, accuracies,
+    sparsity, lr, img/s and seconds."""
+    parts = [f"{stage}epoch {entry['epoch']}/{epochs}", f"loss {entry['train_loss']:.4f}",
+             f"train {entry['train_acc']:.2f}%"]
+    if "test_acc" in entry:
+        parts.append(f"test {entry['test_acc']:.2f}%")
+    if "sparsity" in entry:
+        parts.append(f"sparsity {100 * entry['sparsity']:.2f}%")
+    elif entry.get("zeros_all", 0) > 0:
+        parts.append(f"zeros {100 * entry['zeros_all']:.2f}%")
+    parts += [f"lr {entry['lr']:.4g}", f"{entry['images_per_s']:.0f} img/s", f"{entry['seconds']:.1f}s"]
+    return "  ".join(parts)
 
 
 def slurm_job() -> str | None:

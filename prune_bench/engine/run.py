@@ -77,7 +77,8 @@ def run_locked(cfg, data, device, run_dir: Path, created: Created, log) -> dict:
     run_id = last.identity
     # progress.json for `prune-bench status`, progress lines, metric loggers (progress.py, loggers.py)
     sinks = Sinks(cfg.get("logger"), run_dir, run_id, OmegaConf.to_container(cfg, resolve=True))
-    monitor = Monitor(run_dir, runtime.progress == "lines", log, sinks, bar=runtime.progress == "bar")
+    monitor = Monitor(run_dir, runtime.progress, log, sinks)
+    log = monitor.say  # from here every line also goes to the run's log.txt
     try:
         if len(stages) == 1:
             plan = n_epochs(last.epochs)

@@ -43,6 +43,7 @@ from .checkpoint import (
     save_stage_output,
 )
 from .loop import FitState, Training, evaluate, train_epoch
+from .progress import Monitor, StagePlan
 from .runtime import Runtime
 
 
@@ -107,19 +108,6 @@ def plan_stages(cfg: DictConfig, data_info: dict, pruner: Pruner) -> list[Stage]
     return stages
 
 
-def epoch_line(entry: dict, epochs: int, stage: str | None = None) -> str:
-    parts = [f"{stage + ' ' if stage else ''}epoch {entry['epoch']}/{epochs}",
-             f"loss {entry['train_loss']:.4f}", f"train {entry['train_acc']:.2f}%"]
-    if "test_acc" in entry:
-        parts.append(f"test {entry['test_acc']:.2f}%")
-    if "sparsity" in entry:
-        parts.append(f"sparsity {100 * entry['sparsity']:.2f}%")
-    elif entry["zeros_all"] > 0:
-        parts.append(f"zeros {100 * entry['zeros_all']:.2f}%")
-    parts += [f"lr {entry['lr']:.4g}", f"{entry['images_per_s']:.0f} img/s", f"{entry['seconds']:.1f}s"]
-    return "  ".join(parts)
-
-
 def stage_runtime(runtime: Runtime, hooks: Pruner, log) -> Runtime:
     """torch 2.13 on CPU (oneDNN): the backward pass of a 1x1 stride-2 convolution in channels_last
     with fewer than 16 input channels crashes (SIGSEGV) with 2 or more threads, and slimmed
@@ -134,13 +122,17 @@ def stage_runtime(runtime: Runtime, hooks: Pruner, log) -> Runtime:
 class StageRunner:
     """Runs a run's stages in order on one device with one data set."""
 
-    def __init__(self, spec: ModelSpec, data: DeviceData, runtime: Runtime, augment: bool, log, monitor):
+    def __init__(self, spec: ModelSpec, data: DeviceData, runtime: Runtime, augment: bool, log, monitor: Monitor):
         self.spec, self.data, self.runtime, self.augment = spec, data, runtime, augment
         self.log, self.monitor = log, monitor
 
     def run(self, stages: list[Stage], created) -> list[StageResult]:
         """Every stage, each shared one under its folder's lock (concurrent runs train it once).
-        Stops after a stage whose loss diverged."""
+        Stops after a stage whose loss diverged. The monitor hears the plan first (every stage's
+        steps, for the run's ETA)."""
+        self.monitor.set_plan([StagePlan(stage.name, stage.epochs,
+                                         steps_per_epoch(self.data.n_train, stage.trainer.batch_size), stage.finished())
+                               for stage in stages])
         results: list[StageResult] = []
         for index, stage in enumerate(stages):
             if stage.shared:
@@ -207,8 +199,7 @@ class StageRunner:
         resumed_after = state.epoch
         stage.directory.mkdir(parents=True, exist_ok=True)
         self._announce(stage, state, len(stages) > 1)
-        if self.monitor is not None:
-            self.monitor.start(stage.directory, stage.name if len(stages) > 1 else None)
+        self.monitor.start(stage.directory, index)
         self._train(stage, training, state, runtime)
         architecture = self._architecture(training)
         if stage.shared:
@@ -248,9 +239,7 @@ class StageRunner:
             entry["seconds"] = time.perf_counter() - started
             state.history.append(entry)
             state.epoch = epoch + 1
-            self.log(epoch_line(entry, stage.epochs))
             if trainer.checkpoint:
                 save_checkpoint(stage.directory / layout.CHECKPOINT, training, state, stage.identity,
                                 self._architecture(training))
-            if self.monitor is not None:
-                self.monitor.after_epoch(entry, state, hooks.report())
+            self.monitor.after_epoch(entry, state, hooks.report())  # the epoch line, progress.json, loggers

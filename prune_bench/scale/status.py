@@ -122,10 +122,18 @@ def _running_detail(progress: dict | None) -> str:
     else:
         epoch, epochs = progress.get("epoch"), progress.get("epochs")
         fraction = progress.get("epoch_fraction") or 0.0
-        text = f"epoch {epoch}/{epochs} ({100 * fraction:.0f}%){shared}"
+        staged = (progress.get("stages") or 1) > 1
+        if staged:  # stage 2/3 (sparse, shared), epoch 1/3 (40%), ...
+            in_shared = is_shared(Path(progress.get("training_dir", "")))
+            text = (f"stage {progress.get('stage_index')}/{progress['stages']} "
+                    f"({progress.get('stage')}{', shared' if in_shared else ''}), "
+                    f"epoch {epoch}/{epochs} ({100 * fraction:.0f}%)")
+        else:
+            text = f"epoch {epoch}/{epochs} ({100 * fraction:.0f}%){shared}"
         if progress.get("images_per_s"):
             text += f", {progress['images_per_s']:.0f} img/s"
-        text += f", ETA {duration(progress.get('eta_s'))}"
+        run_eta = progress.get("run_eta_s", progress.get("eta_s"))
+        text += f", ETA for the run {duration(run_eta)}" if staged else f", ETA {duration(run_eta)}"
     age = time.time() - progress.get("updated_unix", time.time())
     if age > STALE_SECONDS:
         text += f" (last progress {duration(age)} ago)"
