@@ -1,34 +1,37 @@
-"""Composed jobs -> where their runs live and what is left to do, without training anything.
+"""Composed jobs -> where their runs live, what is left to do, and what it costs, without
+training anything.
 
 A job's stages and their folders come from engine/stages.plan_stages (layout.py names them);
 the run's identity needs the data's fingerprint, read once per distinct data section from the
-decoded-data cache (about 0.5 s for CIFAR-10; never downloaded here). A shared stage's cost
-counts once however many jobs share it, and nothing once it is trained.
+decoded-data cache (about 0.5 s for CIFAR-10; never downloaded here). A shared stage's epochs
+count once however many jobs share it (with the first job that needs them), and not at all once
+it is trained.
 
-Cost is training images (epochs left x training-set size). With earlier records of the same
-model on this device, it becomes hours at their median img/s (training only: evaluation and
-pruning are not counted).
+Cost (`job_cost`) comes from a short probe measured on this device (probe.py: seconds per step,
+per test image, per checkpoint, and a run's fixed cost): steps left x s/step + evaluations x
+s/evaluation + the pruning work that is not a training step (one-shot levels' evaluations, DPM's
+latency measurement) + checkpoints + the fixed cost per run (data loaded, model built; a process
+start too where the launcher starts one per job).
 """
 
 from __future__ import annotations
 
 import json
-import platform
-import statistics
-from dataclasses import dataclass
-from pathlib import Path
+import time
+from dataclasses import dataclass, field
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import load_arrays, per_class_subset
-from ..engine.runtime import resolve_device
+from ..data import load_arrays, per_class_subset, steps_per_epoch
 from ..engine.stages import Stage, plan_stages
 from ..errors import ConfigError, PruneBenchError
-from ..layout import CHECKPOINT, runs_root
+from ..humanize import duration
+from ..layout import CHECKPOINT
 from ..pruning import build_pruner
-from ..report.tables import collect_records
+from .probe import Probe, probe_key, process_start_seconds, run_probe
 from .status import RunStatus, checkpoint_epoch, inspect_run
+
+DPM_LATENCY_BATCH = 128  # pruning/dpm: the batch its latency measurement times, dense and slimmed
 
 
 @dataclass
@@ -39,8 +42,13 @@ class PlannedJob:
     stages: list[Stage] | None = None
     n_train: int | None = None
     images_left: int = 0  # training images still to go (shared trainings counted once)
-    speed: float | None = None  # img/s measured earlier for this model on this device
+    epochs_left: dict[str, int] = field(default_factory=dict)  # per stage, those this job trains
+    n_test: int | None = None
     data_problem: str | None = None  # why the data could not be read (then the run dir is unknown)
+
+    @property
+    def todo(self) -> bool:
+        return self.status.state not in ("finished", "diverged")
 
 
 def data_info(data_cfg, cache: dict) -> dict:
@@ -81,27 +89,6 @@ def check_schedules(jobs: list[tuple[list[str], DictConfig]]) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def device_key(cfg) -> tuple[str, str]:
-    """(type, name) of the device a job would run on here, as records store it."""
-    device = resolve_device(str(cfg.trainer.device))
-    if device.type == "cuda":
-        return "cuda", torch.cuda.get_device_name(device)
-    return device.type, platform.processor() or platform.machine()
-
-
-def measured_speeds(runs_dir: Path) -> dict[tuple, float]:
-    """Median training img/s per (device type, device name, model) over the finished records."""
-    speeds: dict[tuple, list[float]] = {}
-    for record in collect_records(runs_dir) if Path(runs_dir).is_dir() else []:
-        rate = (record.get("timing") or {}).get("images_per_s")
-        if not rate or (record.get("timing") or {}).get("reused_trained_model"):
-            continue
-        device = record.get("device") or {}
-        key = (device.get("type"), device.get("name"), record["config"]["model"]["name"])
-        speeds.setdefault(key, []).append(rate)
-    return {key: statistics.median(values) for key, values in speeds.items()}
-
-
 def epochs_left(stage: Stage) -> int:
     """Epochs a stage still has to train: none once its output exists, else those after its checkpoint."""
     if stage.finished():
@@ -112,15 +99,13 @@ def epochs_left(stage: Stage) -> int:
 
 
 def plan_jobs(jobs: list[tuple[list[str], DictConfig]]) -> list[PlannedJob]:
-    """The state of every job's run, and the training images each still needs: its stages' epochs
-    left, a stage shared by several jobs counted once."""
+    """The state of every job's run, and the epochs each of its stages still needs: a stage
+    shared by several jobs counted once, with the first job that needs it."""
     cache: dict = {}
-    speeds_by_dir: dict[Path, dict] = {}
-    shared_counted: set[Path] = set()
+    shared_counted: set = set()
     planned = []
     for overrides, cfg in jobs:
         label = " ".join(overrides)
-        runs_dir = runs_root(cfg)
         try:
             info = data_info(cfg.data, cache)
         except PruneBenchError as error:
@@ -133,53 +118,154 @@ def plan_jobs(jobs: list[tuple[list[str], DictConfig]]) -> list[PlannedJob]:
         status = inspect_run(run_dir) if run_dir.is_dir() else RunStatus(
             "pending", run_dir.name, "no run directory yet", run_dir, epochs=cfg.trainer.epochs)
         status.job = overrides
-        job = PlannedJob(overrides, cfg, status, stages=stages, n_train=info["n_train"])
-        if status.state not in ("finished", "diverged"):
-            left = 0
+        job = PlannedJob(overrides, cfg, status, stages=stages, n_train=info["n_train"], n_test=info["n_test"])
+        if job.todo:
             for stage in stages:
                 if stage.directory in shared_counted:
+                    job.epochs_left[stage.name] = 0
                     continue
-                left += epochs_left(stage)
+                job.epochs_left[stage.name] = epochs_left(stage)
                 if stage.shared:
                     shared_counted.add(stage.directory)
             shared = [stage for stage in stages if stage.shared]
             if status.state == "pending" and shared and all(stage.finished() for stage in shared):
                 status.detail = "no run directory yet; its shared stages are done"
-            job.images_left = left * info["n_train"]
-        if runs_dir not in speeds_by_dir:
-            speeds_by_dir[runs_dir] = measured_speeds(runs_dir)
-        job.speed = speeds_by_dir[runs_dir].get((*device_key(cfg), str(cfg.model.name)))
+            job.images_left = sum(job.epochs_left.values()) * info["n_train"]
         planned.append(job)
     return planned
 
 
-def cost_text(job: PlannedJob) -> str:
-    if job.status.state in ("finished", "diverged"):
+# ----------------------------------------------------------------------------- cost
+
+
+@dataclass
+class Cost:
+    """A job's estimated seconds, and what they are made of."""
+
+    seconds: float
+    steps: int
+    evaluations: float  # test-set passes (a latency measurement counted in them)
+    parts: dict  # training, evaluation, pruning, checkpoints, fixed: seconds each
+
+
+@dataclass
+class Probes:
+    """The probes of a list of jobs: one per setting (probe.probe_key), and what they took."""
+
+    by_key: dict
+    seconds: float
+    process_start: float = 0.0  # per run, where the launcher starts a process per job
+
+    def of(self, job: PlannedJob) -> Probe | None:
+        return self.by_key.get(probe_key(job.cfg))
+
+
+def probe_jobs(jobs: list[PlannedJob], process_per_job: bool = False) -> Probes:
+    """One probe per distinct setting among the jobs with work left (probe.py); with
+    `process_per_job`, a process start measured once too."""
+    started = time.perf_counter()
+    by_key: dict = {}
+    for job in jobs:
+        if job.todo and job.n_train is not None:
+            key = probe_key(job.cfg)
+            if key not in by_key:
+                by_key[key] = run_probe(job.cfg)
+    process_start = 0.0
+    if process_per_job and by_key:
+        process_start = process_start_seconds()
+    return Probes(by_key, time.perf_counter() - started, process_start)
+
+
+def evaluations_in(stage: Stage, epochs_to_train: int) -> int:
+    """The test evaluations of a stage's last `epochs_to_train` epochs: every eval_every-th epoch
+    and the last."""
+    every = int(stage.trainer.get("eval_every", 1) or 1)
+    first = stage.epochs - epochs_to_train + 1
+    return sum(1 for epoch in range(first, stage.epochs + 1) if epoch % every == 0 or epoch == stage.epochs)
+
+
+def pruning_evaluations(job: PlannedJob) -> float:
+    """Test-set passes of the pruning work that is not a training step (pruning/ declares no
+    cost, so its settings are read here): the evaluation after a pruner's finish; one-shot
+    magnitude pruning's levels, each evaluated on a pruned copy at its stage's start; DPM's latency
+    measurement (dense and slimmed, a warm-up and latency_repeats forward passes of a batch of
+    128 each, counted as evaluated images)."""
+    pruner = job.cfg.pruner
+    if pruner.name == "none":
+        return 0.0
+    passes = 1.0
+    last = job.stages[-1]
+    if pruner.name == "magnitude" and not (last.directory / CHECKPOINT).is_file():
+        passes += len({float(level) for level in pruner.sparsity_levels} | {float(pruner.sparsity)})
+    if pruner.name == "dpm":
+        passes += 2 * (int(pruner.latency_repeats) + 1) * DPM_LATENCY_BATCH / job.n_test
+    return passes
+
+
+def job_cost(job: PlannedJob, probe: Probe, process_start: float = 0.0) -> Cost:
+    """The seconds a job still needs on the probed device (see the module's docstring)."""
+    if not job.todo:
+        return Cost(0.0, 0, 0.0, {})
+    steps = evaluations = checkpoints = 0
+    for stage in job.stages:
+        epochs = job.epochs_left.get(stage.name, 0)
+        steps += epochs * steps_per_epoch(job.n_train, int(stage.trainer.batch_size))
+        evaluations += evaluations_in(stage, epochs)
+        checkpoints += epochs * bool(stage.trainer.checkpoint) + (1 if epochs and stage.shared else 0)
+    checkpoints += 1  # the run's model.pt and record
+    pruning = pruning_evaluations(job)
+    seconds_per_eval = probe.seconds_per_test_image * job.n_test
+    parts = {"training": steps * probe.seconds_per_step, "evaluation": evaluations * seconds_per_eval,
+             "pruning": pruning * seconds_per_eval, "checkpoints": checkpoints * probe.seconds_per_checkpoint,
+             "fixed": probe.seconds_fixed + process_start}
+    return Cost(sum(parts.values()), steps, evaluations + pruning, parts)
+
+
+def job_costs(jobs: list[PlannedJob], probes: Probes) -> list[Cost | None]:
+    """Each job's cost (None where its data could not be read, so nothing was probed)."""
+    costs = []
+    for job in jobs:
+        probe = probes.of(job)
+        costs.append(job_cost(job, probe, probes.process_start) if probe is not None else
+                     (Cost(0.0, 0, 0.0, {}) if not job.todo else None))
+    return costs
+
+
+def cost_text(job: PlannedJob, cost: Cost | None) -> str:
+    if not job.todo:
         return ""
     if job.n_train is None:
         return f"{job.status.epochs} epochs x ? images"
-    if job.images_left == 0:
-        return "no training left"
-    text = f"{job.images_left / job.n_train:g} epochs x {job.n_train:,} images"
-    if job.speed:
-        text += f" = {job.images_left / job.speed / 3600:.2f} h at {job.speed:.0f} img/s"
+    epochs = sum(job.epochs_left.values())
+    text = f"{epochs:g} epochs x {job.n_train:,} images" if epochs else "no training left"
+    if cost is not None:
+        text += f", {cost.evaluations:.3g} evaluations: about {duration(cost.seconds)}"
     return text
 
 
-def cost_total(jobs: list[PlannedJob]) -> str:
+def probe_text(probes: Probes) -> str:
+    """What the probe measured, one line per setting."""
+    lines = [f"(an estimate from a {probes.seconds:.0f} s probe: engine.loop's steps timed now on this device)"]
+    for probe in probes.by_key.values():
+        lines.append(f"  {probe.label}: {probe.seconds_per_step:.3g} s/step ({probe.steps_timed} timed), "
+                     f"{1e3 * probe.seconds_per_test_image:.3g} ms per test image, "
+                     f"{probe.seconds_per_checkpoint:.2g} s per checkpoint, {probe.seconds_fixed:.2g} s per run "
+                     "to load the data and build the model")
+    if probes.process_start:
+        lines.append(f"  a process start per run: {probes.process_start:.2g} s")
+    return "\n".join(lines)
+
+
+def cost_total(jobs: list[PlannedJob], costs: list[Cost | None] | None = None, probes: Probes | None = None) -> str:
     images = sum(job.images_left for job in jobs)
-    known = [job for job in jobs if job.images_left and job.speed]
-    hours = sum(job.images_left / job.speed for job in known) / 3600
     text = f"to train: {images:,} images"
-    if known:
-        unknown = sum(1 for job in jobs if job.images_left and not job.speed)
-        text += f", about {hours:.2f} h on this device (training only"
-        text += f"; {unknown} runs with no earlier record of their model here)" if unknown else ")"
-    elif images:
-        text += " (no earlier record of these models on this device: no time estimate)"
+    known = [cost for job, cost in zip(jobs, costs or [None] * len(jobs)) if job.todo and cost is not None]
+    if known and probes is not None:
+        total = sum(cost.seconds for cost in known)
+        text += f"; about {duration(total)} for the runs left, one after another\n{probe_text(probes)}"
     unread = [job for job in jobs if job.data_problem]
     if unread:
-        text += f", and {len(unread)} runs whose data is not readable here yet"
+        text += f", and {len(unread)} runs whose data is not readable here yet (not in the estimate)"
         for problem in sorted({job.data_problem for job in unread}):
             text += f"\n  {problem}"
     return text

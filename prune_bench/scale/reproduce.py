@@ -23,6 +23,7 @@ non-zero naming it. Adding a paper is one yaml file here (and its table in conf/
 from __future__ import annotations
 
 from hydra.core.utils import JobStatus
+from tqdm import tqdm
 
 from ..config.compose import compose_all, expand_sweep
 from ..config.shipped import load_shipped
@@ -30,8 +31,9 @@ from ..errors import ConfigError, PruneBenchError
 from ..layout import results_root, runs_root
 from ..report.tables import load_table_spec, table_names, write_plot, write_table
 from .launch import launch
-from .plan import check_schedules, cost_text, cost_total, plan_jobs
+from .plan import check_schedules, cost_text, cost_total, job_costs, plan_jobs, probe_jobs
 from .status import render
+from .watch import GridWatch
 
 
 def load_grid(paper: str) -> dict:
@@ -87,9 +89,18 @@ def _failure_reason(job_return) -> str | None:
     return None
 
 
+def process_per_job(launcher_overrides: list[str]) -> bool:
+    """Whether the selected launcher starts a process per job (all but the basic one)."""
+    return any(o.lstrip("+~").startswith("hydra/launcher=") and o.split("=", 1)[1] != "basic"
+               for o in launcher_overrides)
+
+
 def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[str],
-              dry_run: bool = False, log=print) -> list[str]:
-    """Run the paper's grid (or with dry_run, list it). Returns the failed runs, one line each."""
+              dry_run: bool = False, log=tqdm.write) -> list[str]:
+    """Run the paper's grid (or with dry_run, list it). Returns the failed runs, one line each.
+    The cost of the runs left is estimated from a probe on this device (plan.py, probe.py); while
+    they run, a line says runs done / left and the time left as each ends (watch.py). `log`
+    writes above a live progress bar when there is one."""
     spec = load_grid(paper)
     launcher_overrides = [o for o in overrides if is_launcher_override(o)]
     job_overrides = [o for o in overrides if not is_launcher_override(o)]
@@ -100,24 +111,28 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
     note = spec["budgets"][budget].get("note", "")
     log(f"{paper}, budget {budget}: {len(planned)} runs{f' ({note})' if note else ''}")
     statuses = [job.status for job in planned]
+    todo = [job for job in planned if job.todo]
+    probes = probe_jobs(planned, process_per_job(launcher_overrides)) if todo else None
+    costs = job_costs(planned, probes) if probes is not None else [None] * len(planned)
     cells = cell_labels([job.overrides for job in planned])
-    extra = {i: f"[{cells[i]}]" + (f"  {cost_text(job)}" if dry_run and cost_text(job) else "")
+    extra = {i: f"[{cells[i]}]" + (f"  {cost_text(job, costs[i])}" if dry_run and cost_text(job, costs[i]) else "")
              for i, job in enumerate(planned)}
     log(render(statuses, extra))
-    log(cost_total(planned))
+    log(cost_total(planned, costs, probes))
     if dry_run:
         return []
 
-    todo = [job for job in planned if job.status.state not in ("finished", "diverged")]
     returns: dict[int, object] = {}
     if todo:
         log(f"launching {len(todo)} runs ({len(planned) - len(todo)} already have a record)")
-        try:
-            for job, job_return in zip(todo, launch([job.overrides for job in todo],
-                                                    [*launcher_overrides, *job_overrides])):
-                returns[id(job)] = job_return
-        except Exception as error:  # e.g. a scheduler lost a job: report, then look at the runs
-            log(f"launcher: {' '.join(str(error).split())[:300]}")
+        todo_costs = [cost for job, cost in zip(planned, costs) if job.todo]
+        with GridWatch(todo, todo_costs, len(planned) - len(todo), log):
+            try:
+                for job, job_return in zip(todo, launch([job.overrides for job in todo],
+                                                        [*launcher_overrides, *job_overrides])):
+                    returns[id(job)] = job_return
+            except Exception as error:  # e.g. a scheduler lost a job: report, then look at the runs
+                log(f"launcher: {' '.join(str(error).split())[:300]}")
     else:
         log("every run already has a record")
 

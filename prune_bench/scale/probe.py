@@ -1,0 +1,150 @@
+"""A short measured probe of what runs cost on this device, for `reproduce --dry-run` and the time
+left while a grid runs (plan.py turns it into each job's cost).
+
+For each distinct setting that decides a step's speed -- the model (and its options), the data's
+classes, the batch size, the device, the precision, channels_last and compile -- the probe, in
+this process and through the project's own loop:
+
+1. loads the data as a run loads it (timed: part of each run's fixed cost, with building the
+   model and its optimizer);
+2. trains over a slice of it with `engine.loop.train_epoch` (plain hooks): WARMUP_STEPS batches,
+   then at least MIN_STEPS batches and about PROBE_SECONDS (timed: seconds per step);
+3. evaluates a slice of the test set with `engine.loop.evaluate` once to warm up, then again
+   (timed: seconds per test image);
+4. saves a checkpoint of what it trained (timed: a run saves one per epoch).
+
+The figures are what this device does now, under its present load; a pruner's own work inside a
+step (masks, regularisers) is not in them.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..data import DeviceData, load_data
+from ..engine.checkpoint import save_checkpoint
+from ..engine.loop import FitState, Training, evaluate, train_epoch
+from ..engine.runtime import Runtime, resolve_device, resolve_precision
+from ..models import ModelSpec
+from ..optim import build_optimizer, build_scheduler
+from ..pruning import NoPruner, TrainContext
+
+WARMUP_STEPS = 2  # steps before the clock starts (allocations, kernel choices, caches)
+MIN_STEPS = 4  # steps timed at least ...
+MAX_STEPS = 50  # ... and at most, aiming at ...
+PROBE_SECONDS = 2.0  # ... this many seconds of timed steps
+MIN_EVAL_IMAGES = 512  # test images timed at least (or the whole test set, when smaller)
+
+
+@dataclass
+class Probe:
+    """What one setting measured on this device."""
+
+    label: str  # e.g. "resnet20 at batch 128 on cpu fp32"
+    seconds_per_step: float
+    seconds_per_test_image: float
+    seconds_per_checkpoint: float
+    seconds_fixed: float  # per run: the data loaded, the model and its optimizer built
+    steps_timed: int
+    seconds: float  # what the probe took
+
+
+def probe_key(cfg: DictConfig) -> str:
+    """What decides a training step's speed (the model, classes, batch, device, precision, memory
+    format, compilation): jobs with the same key share one probe."""
+    device = resolve_device(str(cfg.trainer.device))
+    trainer = cfg.trainer
+    return OmegaConf.to_yaml(OmegaConf.create({
+        "model": OmegaConf.to_container(cfg.model, resolve=True), "data": str(cfg.data.name),
+        "batch_size": int(trainer.batch_size), "device": str(device),
+        "precision": resolve_precision(trainer.precision, device),
+        "channels_last": str(trainer.channels_last), "compile": bool(trainer.compile),
+        "eval_batch_size": str(trainer.eval_batch_size)}))
+
+
+def data_slice(data: DeviceData, n_train: int, n_test: int) -> DeviceData:
+    """The first `n_train` training and `n_test` test images (labels, normalisation and info kept)."""
+    return replace(data, train_images=data.train_images[:n_train], train_labels=data.train_labels[:n_train],
+                   test_images=data.test_images[:n_test], test_labels=data.test_labels[:n_test])
+
+
+def steps_over(training: Training, data: DeviceData, trainer, state: FitState, steps: int) -> tuple[int, float]:
+    """Train at least `steps` steps through engine.loop.train_epoch over `data` (whole epochs of
+    it, as many as that takes); returns the steps and their seconds, the device's queued work
+    included (train_epoch reads its loss at the end)."""
+    first = state.step
+    clock = time.perf_counter()
+    while state.step < first + steps:
+        train_epoch(training, data, trainer, seed=0, augment=True, state=state)
+        state.epoch += 1
+        state.diverged_step = None  # a non-finite loss on random weights: its time counts all the same
+    return state.step - first, time.perf_counter() - clock
+
+
+def run_probe(cfg: DictConfig) -> Probe:
+    """Measure the setting of the job `cfg` (its first stage's optimizer) on the device it would
+    run on here."""
+    started = time.perf_counter()
+    device = resolve_device(str(cfg.trainer.device))
+    runtime = replace(Runtime.from_config(cfg.trainer, device), progress="none")
+    batch_size = int(cfg.trainer.batch_size)
+    data = load_data(cfg.data, device)
+    spec = ModelSpec.from_config(OmegaConf.to_container(cfg.model, resolve=True), data.num_classes)
+    torch.manual_seed(0)
+    model = runtime.place(spec.build())
+    hooks = NoPruner()
+
+    def build(new_model):
+        optimizer = build_optimizer(cfg.optimizer, new_model.parameters())
+        return optimizer, build_scheduler(OmegaConf.create({"name": "constant"}), optimizer, 1, 1)
+
+    ctx = TrainContext(model, None, data, 1, 1, 0, device, spec)
+    training = Training(model, build, hooks, ctx, runtime)
+    hooks.start(ctx)
+    fixed = time.perf_counter() - started
+
+    trainer = OmegaConf.create({"epochs": 1, "batch_size": batch_size,
+                                "label_smoothing": float(cfg.trainer.get("label_smoothing", 0.0))})
+    state = FitState()
+    full_batches = max(1, min(data.n_train, batch_size * MAX_STEPS) // batch_size)
+    warm = data_slice(data, min(data.n_train, batch_size * min(full_batches, WARMUP_STEPS)), 0)
+    warm_steps, warm_seconds = steps_over(training, warm, trainer, state, WARMUP_STEPS)
+    guess = warm_seconds / warm_steps
+    wanted = int(min(MAX_STEPS, max(MIN_STEPS, math.ceil(PROBE_SECONDS / max(guess, 1e-6)))))
+    timed = data_slice(data, min(data.n_train, batch_size * min(full_batches, wanted)), 0)
+    steps, seconds = steps_over(training, timed, trainer, state, wanted)
+    seconds_per_step = seconds / steps
+
+    n_test = min(data.test_labels.numel(), max(MIN_EVAL_IMAGES, 2 * runtime.eval_batch_size))
+    test = data_slice(data, 0, n_test)
+    evaluate(training.forward, data_slice(data, 0, min(n_test, runtime.eval_batch_size)), runtime)  # warm-up
+    clock = time.perf_counter()
+    evaluate(training.forward, test, runtime)
+    seconds_per_test_image = (time.perf_counter() - clock) / n_test
+
+    with tempfile.TemporaryDirectory() as folder:
+        clock = time.perf_counter()
+        save_checkpoint(Path(folder) / "probe.pt", training, state, "probe", None)
+        seconds_per_checkpoint = time.perf_counter() - clock
+    precision = resolve_precision(cfg.trainer.precision, device)
+    label = f"{cfg.model.name} at batch {batch_size} on {device} {precision}"
+    return Probe(label, seconds_per_step, seconds_per_test_image, seconds_per_checkpoint, fixed, steps,
+                 time.perf_counter() - started)
+
+
+def process_start_seconds() -> float:
+    """Seconds a fresh process takes to start and import what a run needs (measured once, for
+    launchers that start one process per job)."""
+    clock = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import prune_bench.scale.launch"], check=False,
+                   capture_output=True, timeout=300)
+    return time.perf_counter() - clock
