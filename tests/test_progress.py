@@ -207,8 +207,9 @@ def test_reproduce_says_runs_done_and_left_as_each_run_ends(tmp_path, monkeypatc
     assert failed == []
     progress = [line for line in lines if line.startswith("reproduce: ")]
     assert progress[0].startswith("reproduce: 0/2 runs done, 2 left; about 14s left (the probe's estimate)")
-    assert progress[-1] == "reproduce: 2/2 runs done, 0 left"
-    assert len(progress) == 3
+    assert progress[-2] == "reproduce: 2/2 runs done, 0 left"
+    assert re.match(r"reproduce: 2 of 2 runs ended in \d+s \(the probe's estimate: 14s\)$", progress[-1])
+    assert len(progress) == 4
     assert re.match(r"reproduce: 1/2 runs done, 1 left; about \d+s left \(the probe's estimate x \d+\.\d\d, the pace",
                     progress[1]), progress
 

@@ -7,10 +7,11 @@ this process and through the project's own loop:
 
 1. loads the data as a run loads it (timed: part of each run's fixed cost, with building the
    model and its optimizer);
-2. trains over a slice of it with `engine.loop.train_epoch` (plain hooks): WARMUP_STEPS batches,
-   then at least MIN_STEPS batches and about PROBE_SECONDS (timed: seconds per step);
-3. evaluates a slice of the test set with `engine.loop.evaluate` once to warm up, then again
-   (timed: seconds per test image);
+2. trains with `engine.loop.train_epoch` (plain hooks) over a one-batch slice of it, a step at
+   a time: WARMUP_STEPS steps, then at least MIN_STEPS and about PROBE_SECONDS of steps, each
+   timed (seconds per step: their median);
+3. evaluates one evaluation batch of the test set with `engine.loop.evaluate` to warm up, then
+   again, timed (seconds per test image: the median);
 4. saves a checkpoint of what it trained (timed: a run saves one per epoch).
 
 The figures are what this device does now, under its present load; a pruner's own work inside a
@@ -19,7 +20,7 @@ step (masks, regularisers) is not in them.
 
 from __future__ import annotations
 
-import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,11 +39,12 @@ from ..models import ModelSpec
 from ..optim import build_optimizer, build_scheduler
 from ..pruning import NoPruner, TrainContext
 
-WARMUP_STEPS = 2  # steps before the clock starts (allocations, kernel choices, caches)
-MIN_STEPS = 4  # steps timed at least ...
+WARMUP_STEPS = 3  # steps before the clock starts (allocations, kernel choices, caches)
+MIN_STEPS = 5  # steps timed at least ...
 MAX_STEPS = 50  # ... and at most, aiming at ...
 PROBE_SECONDS = 2.0  # ... this many seconds of timed steps
-MIN_EVAL_IMAGES = 512  # test images timed at least (or the whole test set, when smaller)
+MIN_EVAL_BATCHES = 3  # evaluation batches timed at least ...
+MIN_EVAL_IMAGES = 512  # ... and at least this many test images
 
 
 @dataclass
@@ -77,22 +79,21 @@ def data_slice(data: DeviceData, n_train: int, n_test: int) -> DeviceData:
                    test_images=data.test_images[:n_test], test_labels=data.test_labels[:n_test])
 
 
-def steps_over(training: Training, data: DeviceData, trainer, state: FitState, steps: int) -> tuple[int, float]:
-    """Train at least `steps` steps through engine.loop.train_epoch over `data` (whole epochs of
-    it, as many as that takes); returns the steps and their seconds, the device's queued work
-    included (train_epoch reads its loss at the end)."""
-    first = state.step
+def timed_step(training: Training, data: DeviceData, trainer, state: FitState) -> float:
+    """One step through engine.loop.train_epoch over a one-batch slice: its seconds, the device's
+    queued work included (train_epoch reads its loss at the end)."""
     clock = time.perf_counter()
-    while state.step < first + steps:
-        train_epoch(training, data, trainer, seed=0, augment=True, state=state)
-        state.epoch += 1
-        state.diverged_step = None  # a non-finite loss on random weights: its time counts all the same
-    return state.step - first, time.perf_counter() - clock
+    train_epoch(training, data, trainer, seed=0, augment=True, state=state)
+    seconds = time.perf_counter() - clock
+    state.epoch += 1
+    state.diverged_step = None  # a non-finite loss on random weights: its time counts all the same
+    return seconds
 
 
 def run_probe(cfg: DictConfig) -> Probe:
     """Measure the setting of the job `cfg` (its first stage's optimizer) on the device it would
-    run on here."""
+    run on here. Each figure is the median of its timings, so a moment of other load on a shared
+    machine does not decide it."""
     started = time.perf_counter()
     device = resolve_device(str(cfg.trainer.device))
     runtime = replace(Runtime.from_config(cfg.trainer, device), progress="none")
@@ -115,21 +116,23 @@ def run_probe(cfg: DictConfig) -> Probe:
     trainer = OmegaConf.create({"epochs": 1, "batch_size": batch_size,
                                 "label_smoothing": float(cfg.trainer.get("label_smoothing", 0.0))})
     state = FitState()
-    full_batches = max(1, min(data.n_train, batch_size * MAX_STEPS) // batch_size)
-    warm = data_slice(data, min(data.n_train, batch_size * min(full_batches, WARMUP_STEPS)), 0)
-    warm_steps, warm_seconds = steps_over(training, warm, trainer, state, WARMUP_STEPS)
-    guess = warm_seconds / warm_steps
-    wanted = int(min(MAX_STEPS, max(MIN_STEPS, math.ceil(PROBE_SECONDS / max(guess, 1e-6)))))
-    timed = data_slice(data, min(data.n_train, batch_size * min(full_batches, wanted)), 0)
-    steps, seconds = steps_over(training, timed, trainer, state, wanted)
-    seconds_per_step = seconds / steps
+    batch = data_slice(data, min(data.n_train, batch_size), 0)
+    for _ in range(WARMUP_STEPS):
+        timed_step(training, batch, trainer, state)
+    durations: list[float] = []
+    while len(durations) < MIN_STEPS or (sum(durations) < PROBE_SECONDS and len(durations) < MAX_STEPS):
+        durations.append(timed_step(training, batch, trainer, state))
+    seconds_per_step = statistics.median(durations)
 
-    n_test = min(data.test_labels.numel(), max(MIN_EVAL_IMAGES, 2 * runtime.eval_batch_size))
-    test = data_slice(data, 0, n_test)
-    evaluate(training.forward, data_slice(data, 0, min(n_test, runtime.eval_batch_size)), runtime)  # warm-up
-    clock = time.perf_counter()
-    evaluate(training.forward, test, runtime)
-    seconds_per_test_image = (time.perf_counter() - clock) / n_test
+    eval_batch = min(data.test_labels.numel(), runtime.eval_batch_size)
+    test = data_slice(data, 0, eval_batch)
+    evaluate(training.forward, test, runtime)  # warm-up
+    eval_seconds = []
+    while len(eval_seconds) < MIN_EVAL_BATCHES or len(eval_seconds) * eval_batch < MIN_EVAL_IMAGES:
+        clock = time.perf_counter()
+        evaluate(training.forward, test, runtime)
+        eval_seconds.append(time.perf_counter() - clock)
+    seconds_per_test_image = statistics.median(eval_seconds) / eval_batch
 
     with tempfile.TemporaryDirectory() as folder:
         clock = time.perf_counter()
@@ -137,7 +140,7 @@ def run_probe(cfg: DictConfig) -> Probe:
         seconds_per_checkpoint = time.perf_counter() - clock
     precision = resolve_precision(cfg.trainer.precision, device)
     label = f"{cfg.model.name} at batch {batch_size} on {device} {precision}"
-    return Probe(label, seconds_per_step, seconds_per_test_image, seconds_per_checkpoint, fixed, steps,
+    return Probe(label, seconds_per_step, seconds_per_test_image, seconds_per_checkpoint, fixed, len(durations),
                  time.perf_counter() - started)
 
 

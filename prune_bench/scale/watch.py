@@ -94,3 +94,6 @@ class GridWatch:
         self.stopping.set()
         self.thread.join()
         self.poll()
+        estimate = sum(cost.seconds for cost in self.costs if cost is not None)
+        self.log(f"reproduce: {len(self.ended)} of {len(self.jobs)} runs ended in {duration(self.clock() - self.started)} "
+                 f"(the probe's estimate: {duration(estimate)})")
