@@ -159,7 +159,7 @@ def test_dry_run_lists_states_and_cost_from_a_probe(tmp_path):
     assert len(pending) == 2 and sum(line.startswith("finished") for line in lines) == 1
     assert all(re.search(r"2 epochs x 100 images, 2 evaluations: about \d+s$", line) for line in pending)
     assert "3 runs: 1 finished, 0 running, 0 interrupted, 0 failed, 0 diverged, 2 pending" in lines
-    assert any(re.match(r"to train: 400 images; about \d+s for the runs left, one after another$", line)
+    assert any(re.match(r"to train: 400 images; about \d+s for the runs left, one after another \(\d+s with the probe ", line)
                for line in lines)
     assert any(re.match(r"  resnet20 at batch 50 on cpu fp32: [\d.]+ s/step \(\d+ timed\)", line) for line in lines)
     assert len(list((tmp_path / "runs").glob("*/record.json"))) == 1  # nothing ran

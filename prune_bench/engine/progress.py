@@ -174,8 +174,7 @@ class Monitor:
     # ---- training (engine/loop.train_epoch, engine/stages.py)
     def start_epoch(self, epoch: int, epochs: int, n_steps: int, state, n_images: int | None = None) -> None:
         """`epoch` counts from 0; `state` is the FitState before the epoch; `n_images` the
-        epoch's images (for img/s on the bar; default: a full batch per step is not known, so
-        img/s waits for the first report)."""
+        epoch's training images (the bar's img/s between reports; without it, none is shown)."""
         self.epoch, self.epochs, self.n_steps = epoch, epochs, n_steps
         self.n_images = n_images
         self.every = max(1, int(n_steps * DETAIL_FRACTION))

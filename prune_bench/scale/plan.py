@@ -256,13 +256,19 @@ def probe_text(probes: Probes) -> str:
     return "\n".join(lines)
 
 
-def cost_total(jobs: list[PlannedJob], costs: list[Cost | None] | None = None, probes: Probes | None = None) -> str:
+def cost_total(jobs: list[PlannedJob], costs: list[Cost | None] | None = None, probes: Probes | None = None,
+               probe_again: bool = False) -> str:
+    """The images to train and, with the probes, the estimated time; `probe_again`: a dry run,
+    whose real run probes again before it launches."""
     images = sum(job.images_left for job in jobs)
     text = f"to train: {images:,} images"
     known = [cost for job, cost in zip(jobs, costs or [None] * len(jobs)) if job.todo and cost is not None]
     if known and probes is not None:
         total = sum(cost.seconds for cost in known)
-        text += f"; about {duration(total)} for the runs left, one after another\n{probe_text(probes)}"
+        text += f"; about {duration(total)} for the runs left, one after another"
+        if probe_again:
+            text += f" ({duration(total + probes.seconds)} with the probe that runs again before they launch)"
+        text += f"\n{probe_text(probes)}"
     unread = [job for job in jobs if job.data_problem]
     if unread:
         text += f", and {len(unread)} runs whose data is not readable here yet (not in the estimate)"

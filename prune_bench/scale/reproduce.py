@@ -118,7 +118,7 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
     extra = {i: f"[{cells[i]}]" + (f"  {cost_text(job, costs[i])}" if dry_run and cost_text(job, costs[i]) else "")
              for i, job in enumerate(planned)}
     log(render(statuses, extra))
-    log(cost_total(planned, costs, probes))
+    log(cost_total(planned, costs, probes, probe_again=dry_run))
     if dry_run:
         return []
 
