@@ -155,6 +155,7 @@ class Probes:
     by_key: dict
     seconds: float
     process_start: float = 0.0  # per run, where the launcher starts a process per job
+    problems: dict = field(default_factory=dict)  # key -> why its probe failed (its jobs: no estimate)
 
     def of(self, job: PlannedJob) -> Probe | None:
         return self.by_key.get(probe_key(job.cfg))
@@ -165,15 +166,19 @@ def probe_jobs(jobs: list[PlannedJob], process_per_job: bool = False) -> Probes:
     `process_per_job`, a process start measured once too."""
     started = time.perf_counter()
     by_key: dict = {}
+    problems: dict = {}
     for job in jobs:
         if job.todo and job.n_train is not None:
             key = probe_key(job.cfg)
-            if key not in by_key:
-                by_key[key] = run_probe(job.cfg)
+            if key not in by_key and key not in problems:
+                try:
+                    by_key[key] = run_probe(job.cfg)
+                except Exception as error:  # an estimate is no reason to stop the grid: its run will say
+                    problems[key] = " ".join(f"{type(error).__name__}: {error}".split())[:300]
     process_start = 0.0
     if process_per_job and by_key:
         process_start = process_start_seconds()
-    return Probes(by_key, time.perf_counter() - started, process_start)
+    return Probes(by_key, time.perf_counter() - started, process_start, problems)
 
 
 def evaluations_in(stage: Stage, epochs_to_train: int) -> int:
@@ -253,6 +258,8 @@ def probe_text(probes: Probes) -> str:
                      "to load the data and build the model")
     if probes.process_start:
         lines.append(f"  a process start per run: {probes.process_start:.2g} s")
+    for problem in sorted(set(probes.problems.values())):
+        lines.append(f"  no probe (those runs are not in the estimate): {problem}")
     return "\n".join(lines)
 
 
@@ -269,6 +276,8 @@ def cost_total(jobs: list[PlannedJob], costs: list[Cost | None] | None = None, p
         if probe_again:
             text += f" ({duration(total + probes.seconds)} with the probe that runs again before they launch)"
         text += f"\n{probe_text(probes)}"
+    elif probes is not None and probes.problems:
+        text += "; no estimate:\n" + "\n".join(f"  {problem}" for problem in sorted(set(probes.problems.values())))
     unread = [job for job in jobs if job.data_problem]
     if unread:
         text += f", and {len(unread)} runs whose data is not readable here yet (not in the estimate)"

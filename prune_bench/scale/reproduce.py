@@ -89,10 +89,10 @@ def _failure_reason(job_return) -> str | None:
     return None
 
 
-def process_per_job(launcher_overrides: list[str]) -> bool:
-    """Whether the selected launcher starts a process per job (all but the basic one)."""
-    return any(o.lstrip("+~").startswith("hydra/launcher=") and o.split("=", 1)[1] != "basic"
-               for o in launcher_overrides)
+def launcher_choice(launcher_overrides: list[str]) -> str:
+    """The launcher the command line selects (hydra/launcher=NAME), basic by default."""
+    names = [o.split("=", 1)[1] for o in launcher_overrides if o.lstrip("+~").startswith("hydra/launcher=")]
+    return names[-1] if names else "basic"
 
 
 def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[str],
@@ -112,13 +112,17 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
     log(f"{paper}, budget {budget}: {len(planned)} runs{f' ({note})' if note else ''}")
     statuses = [job.status for job in planned]
     todo = [job for job in planned if job.todo]
-    probes = probe_jobs(planned, process_per_job(launcher_overrides)) if todo else None
+    launcher = launcher_choice(launcher_overrides)
+    # a probe here says nothing of a cluster's nodes; every launcher but the basic one starts a process per job
+    probes = probe_jobs(planned, launcher != "basic") if todo and "slurm" not in launcher else None
     costs = job_costs(planned, probes) if probes is not None else [None] * len(planned)
     cells = cell_labels([job.overrides for job in planned])
     extra = {i: f"[{cells[i]}]" + (f"  {cost_text(job, costs[i])}" if dry_run and cost_text(job, costs[i]) else "")
              for i, job in enumerate(planned)}
     log(render(statuses, extra))
     log(cost_total(planned, costs, probes, probe_again=dry_run))
+    if todo and probes is None:
+        log(f"no time estimate: hydra/launcher={launcher} runs the jobs on other machines than this one")
     if dry_run:
         return []
 

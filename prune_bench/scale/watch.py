@@ -49,7 +49,7 @@ class GridWatch:
         done = self.done_before + len(self.ended)
         left = len(self.jobs) - len(self.ended)
         text = f"reproduce: {done}/{total} runs done, {left} left"
-        if not left:
+        if not left or all(cost is None for cost in self.costs):
             return text
         cost = [c.seconds if c is not None else 0.0 for c in self.costs]
         ended = sum(cost[i] for i in self.ended)
@@ -94,6 +94,7 @@ class GridWatch:
         self.stopping.set()
         self.thread.join()
         self.poll()
-        estimate = sum(cost.seconds for cost in self.costs if cost is not None)
-        self.log(f"reproduce: {len(self.ended)} of {len(self.jobs)} runs ended in {duration(self.clock() - self.started)} "
-                 f"(the probe's estimate: {duration(estimate)})")
+        text = f"reproduce: {len(self.ended)} of {len(self.jobs)} runs ended in {duration(self.clock() - self.started)}"
+        if any(cost is not None for cost in self.costs):
+            text += f" (the probe's estimate: {duration(sum(cost.seconds for cost in self.costs if cost is not None))})"
+        self.log(text)
