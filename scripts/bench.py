@@ -32,6 +32,7 @@ from reference_loop import time_reference
 from prune_bench.config.compose import compose_config
 from prune_bench.config.shipped import conf_dir
 from prune_bench.data import (
+    Augment,
     DeviceData,
     load_arrays,
     load_data,
@@ -483,14 +484,14 @@ def time_epoch(model_name: str, mode: Mode, data: DeviceData, cfg, args) -> dict
         warm = replace(data, train_images=data.train_images[:n], train_labels=data.train_labels[:n])
 
     started = time.perf_counter()
-    train_epoch(training, warm, trainer, 0, True, state)
+    train_epoch(training, warm, trainer, 0, Augment(), state)
     evaluate(training.forward, data, runtime)
     synchronize(device)
     warmup_s = time.perf_counter() - started
 
     timed = data_slice(data, args.epoch_steps, batch_size)
     started = time.perf_counter()
-    entry = train_epoch(training, timed, trainer, 1, True, state)
+    entry = train_epoch(training, timed, trainer, 1, Augment(), state)
     synchronize(device)
     train_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -527,11 +528,11 @@ def _pack_worker(rank: int, model_name: str, device_name: str, batch_size: int, 
     torch.manual_seed(rank)
     training = loop_training(runtime.place(build_model(model_name)), cfg, data, runtime, batch_size)
     state = FitState()
-    train_epoch(training, data_slice(data, 3, batch_size), trainer, 0, True, state)  # warm-up
+    train_epoch(training, data_slice(data, 3, batch_size), trainer, 0, Augment(), state)  # warm-up
     synchronize(device)
     barrier.wait(timeout=600)
     started = time.monotonic()  # one clock for every process (CLOCK_MONOTONIC)
-    train_epoch(training, data, trainer, 1, True, state)
+    train_epoch(training, data, trainer, 1, Augment(), state)
     synchronize(device)
     results.put((rank, started, time.monotonic(), data.n_train))
 

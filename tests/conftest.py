@@ -134,7 +134,7 @@ TINY_DPM = [
     "trainer.batch_size=25", "trainer.eval_batch_size=50", "trainer.progress=none",
     "pruner=dpm", "pruner.speedup=1.6", "pruner.sparse.epochs=2", "pruner.finetune.epochs=3",
     "pruner.prune_epochs=2", "pruner.prune_steps=4", "pruner.sp_steps=2", "pruner.sr_cooldown=2",
-    "pruner.latency_repeats=1",
+    "latency.batch_sizes=[1,4]", "latency.min_repeats=3", "latency.max_seconds=0.2",
 ]
 
 

@@ -10,7 +10,14 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from prune_bench.data import crop_flip, load_arrays, load_data, per_class_subset, train_batches
+from prune_bench.data import (
+    Augment,
+    crop_flip,
+    load_arrays,
+    load_data,
+    per_class_subset,
+    train_batches,
+)
 from prune_bench.data import sources as data_module
 from prune_bench.errors import DataError
 
@@ -214,7 +221,7 @@ def test_train_batches_cover_the_split_once_and_depend_on_seed_and_epoch(tmp_pat
     data = load_data(data_cfg(tmp_path, source="synthetic"), torch.device("cpu"))
 
     def labels(seed, epoch):
-        return torch.cat([y for _, y in train_batches(data, 16, seed, epoch, augment=False)])
+        return torch.cat([y for _, y in train_batches(data, 16, seed, epoch, augment=Augment(crop_flip=False))])
 
     assert sorted(labels(1, 0).tolist()) == sorted(data.train_labels.tolist())
     assert torch.equal(labels(1, 0), labels(1, 0))

@@ -58,6 +58,7 @@ class DataSection:
     download: bool
     sha256: str | None
     augment: bool
+    mixup_alpha: float
     train_per_class: int | None
     test_per_class: int | None
     synthetic: SyntheticSection
@@ -93,6 +94,14 @@ class PathsSection:
 
 
 @dataclass
+class LatencySection:
+    batch_sizes: list[int]
+    min_repeats: int
+    max_seconds: float
+    rel_tol: float
+
+
+@dataclass
 class ConfigSection:
     """The top level of the composed config."""
 
@@ -105,6 +114,7 @@ class ConfigSection:
     pruner: Named
     trainer: TrainerSection
     paths: PathsSection
+    latency: LatencySection
     logger: Selected
 
 

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import layout
 from ..config.validate import validate
-from ..data import load_data
+from ..data import Augment, load_data
 from ..errors import PruneBenchError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..humanize import n_epochs
+from ..latency import UnstableLatencyWarning, compare_latency
 from ..models import ModelSpec
 from ..pruning import build_pruner
 from .checkpoint import save_model
@@ -86,7 +89,7 @@ def run_locked(cfg, data, device, run_dir: Path, created: Created, log) -> dict:
         log(f"run {run_dir}: {cfg.model.name} / {cfg.optimizer.name} / {cfg.pruner.name} on {data.info['label']} "
             f"({data.n_train} train images), {plan}, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
         spec = ModelSpec.from_config(OmegaConf.to_container(cfg.model, resolve=True), data.num_classes)
-        runner = StageRunner(spec, data, runtime, bool(cfg.data.augment), log, monitor)
+        runner = StageRunner(spec, data, runtime, Augment.from_config(cfg.data), log, monitor)
         results = runner.run(stages, created)
         final = results[-1]
         metrics = history_metrics(history_result(results).state)
@@ -96,6 +99,9 @@ def run_locked(cfg, data, device, run_dir: Path, created: Created, log) -> dict:
             if cfg.pruner.name != "none":  # the pruner may have changed the weights after training
                 metrics.update(evaluate(final.model, data, stage_runtime))
         record = build_record(cfg, data, runtime, results, pruner, metrics, run_id, run_dir, started)
+        if pruner.changes_shapes and record["status"] == "finished":
+            record["latency"] = slimming_latency(cfg.latency, spec, final.model, final.runtime or runtime,
+                                                 tuple(data.train_images.shape[1:]), log)
         if cfg.trainer.save_model and record["status"] == "finished":
             architecture = final.architecture
             save_model(run_dir, final.model, architecture)
@@ -106,3 +112,22 @@ def run_locked(cfg, data, device, run_dir: Path, created: Created, log) -> dict:
         return record
     finally:
         monitor.close()
+
+
+def slimming_latency(section, spec: ModelSpec, slimmed, runtime: Runtime, image_shape: tuple[int, ...], log) -> dict:
+    """Dense (the unpruned model of the run's spec) against slimmed forward time at each batch
+    size of the `latency` section, on the run's device, in the precision and memory format the
+    pruning stage trained in, the two timed in turns (latency.py). Per batch size: both
+    measurements (median, its 95% interval, spread, repeats, threads) and the speed-up."""
+    with torch.random.fork_rng(devices=[]):  # the dense weights do not matter for its time
+        torch.manual_seed(0)
+        dense = runtime.place(spec.build())
+    with warnings.catch_warnings(record=True) as unstable:
+        warnings.simplefilter("always", UnstableLatencyWarning)
+        comparisons = compare_latency(dense, slimmed, image_shape, runtime.device,
+                                      tuple(section.batch_sizes), bf16=runtime.bf16,
+                                      channels_last=runtime.channels_last, min_repeats=section.min_repeats,
+                                      max_seconds=section.max_seconds, rel_tol=section.rel_tol)
+    for warning in unstable:
+        log(f"warning: {warning.message}")
+    return {str(batch): comparison.as_dict() for batch, comparison in comparisons.items()}

@@ -52,6 +52,18 @@ class ImportanceSection:
 
 
 @dataclass
+class OTOv2Section:
+    variant: str
+    target_group_sparsity: float
+    tolerance_group_sparsity: float
+    lmbda: float
+    lmbda_amplify: float
+    hat_lmbda_coeff: float
+    epsilon: float
+    partition_step: int
+
+
+@dataclass
 class DPMSection:
     """pruner=dpm: the keys of conf/pruner/dpm.yaml and their types."""
 
@@ -71,7 +83,7 @@ class DPMSection:
     T_len: float
     sr_logic: str
     sr_cooldown: int
-    latency_repeats: int
+    otov2: OTOv2Section
 
 
 def _check_stage(cfg, section: str) -> list[str]:
@@ -109,7 +121,23 @@ def check_dpm(cfg) -> list[str]:
     problems += integer(cfg, "sp_steps", "pruner") + choice(cfg, "sp_schedule", "pruner", SP_SCHEDULES)
     problems += number(cfg, "T_rate", "pruner") + number(cfg, "T_len", "pruner")
     problems += choice(cfg, "sr_logic", "pruner", SR_LOGICS)
-    problems += integer(cfg, "sr_cooldown", "pruner", low=0) + integer(cfg, "latency_repeats", "pruner")
+    problems += integer(cfg, "sr_cooldown", "pruner", low=0)
+    if cfg.get("host") == "otov2":
+        problems += check_otov2(cfg)
+    return problems
+
+
+def check_otov2(cfg) -> list[str]:
+    section, name = cfg.otov2, "pruner.otov2"
+    problems = choice(section, "variant", name, ("sgd", "adam"))
+    problems += in_range(section, "target_group_sparsity", name, 0, 1, closed_low=False)
+    problems += in_range(section, "tolerance_group_sparsity", name, 0, 1)
+    problems += in_range(section, "lmbda", name, 0.0, math.inf) + positive(section, "lmbda_amplify", name)
+    problems += in_range(section, "hat_lmbda_coeff", name, 1, math.inf) + in_range(section, "epsilon", name, 0, 1)
+    problems += integer(section, "partition_step", name, low=0)
+    if cfg.get("sparse_learning") is True:
+        problems.append("pruner.sparse_learning: otov2 trains its group sparsity with DHSPG in the prune stage; "
+                        "set pruner.sparse_learning=false")
     return problems
 
 

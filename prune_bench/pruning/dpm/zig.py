@@ -44,8 +44,15 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ...errors import ConfigError
-from .groups import IN_HANDLERS, OUT_HANDLERS, SLICED, ChannelGroup, Slice, collect_groups
-from .hosts import classifier
+from .groups import (
+    IN_HANDLERS,
+    OUT_HANDLERS,
+    SLICED,
+    ChannelGroup,
+    Slice,
+    classifier,
+    collect_groups,
+)
 
 PRODUCING_DIM, CONSUMING_DIM = 0, 1
 
