@@ -15,6 +15,7 @@ Add a benchmark: a function `bench_<name>(args)` decorated with @benchmark.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import queue as queue_module
@@ -54,6 +55,7 @@ from prune_bench.pruning import (
     gmp_masks,
     magfirst_masks,
 )
+from prune_bench.pruning.dpm.slim import slim
 
 BENCHMARKS: dict[str, Callable] = {}
 
@@ -340,8 +342,8 @@ def bench_dpm(args) -> None:
 
     def one_selection():
         pruner.pending, pruner.cooldown = [], []
-        pruner._project()
-        pruner._select(steps["2 of 20 events"])
+        pruner.project()
+        pruner.select(steps["2 of 20 events"])
 
     select_s = seconds_per_call(one_selection, device, calls=max(1, args.steps // 2))
     plain = train_s["plain"]
@@ -356,11 +358,21 @@ def bench_dpm(args) -> None:
 
 
 def latency_pairs(args) -> list[ModelPair]:
-    """The (dense, slimmed) pairs to time: a finished run's (--run DIR). Another source adds a
-    ModelPair here."""
+    """The (dense, slimmed) pairs to time: a finished run's (--run DIR), and a model slimmed by the
+    product's own DepGraph slimming (--slim MODEL: to --speedup, default ResNet-56 at 2.11x, the
+    paper's speed-up by Torch-Pruning's counter; the weights are seeded random, which the timing
+    does not depend on)."""
     pairs = []
     if args.run:
         pairs.append(model_pair_from_run(args.run, args.device))
+    if args.slim:
+        options = {"shortcut": "B"} if args.slim.startswith("resnet") and args.slim != "resnet50" else {}
+        torch.manual_seed(0)
+        dense = build_model(args.slim, **options).eval()
+        slimmed, report = slim(copy.deepcopy(dense), torch.zeros(1, 3, 32, 32), speedup=args.speedup)
+        label = (f"{args.slim} slimmed to {report['speedup_achieved']:.3f}x FLOPs ({report['counter']}), "
+                 f"params {report['params_pct']:.1f}%")
+        pairs.append(ModelPair(label, dense.to(args.device), slimmed.eval().to(args.device)))
     return pairs
 
 
@@ -389,11 +401,12 @@ def print_latency(pair: ModelPair, args) -> dict:
 
 @benchmark
 def bench_latency(args) -> dict:
-    """Forward latency, dense vs slimmed (--run DIR: a finished run's model.pt and its unpruned
-    spec), at each --latency-batches size (default 1 and 256)."""
+    """Forward latency, dense vs slimmed (--slim MODEL slimmed by the product's DepGraph slimming;
+    --run DIR: a finished run's model.pt and its unpruned spec), at each --latency-batches size
+    (default 1 and 256)."""
     pairs = latency_pairs(args)
     if not pairs:
-        print("latency: left out (needs --run DIR, a finished run with model.pt)")
+        print("latency: left out (needs --run DIR or --slim MODEL)")
         return {}
     return {pair.label: print_latency(pair, args) for pair in pairs}
 
@@ -715,6 +728,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true")
     latency = parser.add_argument_group("latency (dense vs slimmed forward time)")
     latency.add_argument("--run", help="a finished run's directory: its slimmed model against the dense one")
+    latency.add_argument("--slim", default="resnet56", help="a model to slim with DepGraph and time (default "
+                         "resnet56; empty: none)")
+    latency.add_argument("--speedup", type=float, default=2.11, help="--slim's FLOPs speed-up (default 2.11)")
     latency.add_argument("--latency-batches", default="1,256", help="batch sizes (default 1,256)")
     latency.add_argument("--threads", type=int, help="CPU threads to time at (default: torch's current count)")
     latency.add_argument("--latency-seconds", type=float, default=20.0,

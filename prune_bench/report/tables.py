@@ -73,10 +73,17 @@ def load_table_spec(name: str):
 
 
 def upgrade_record(record: dict) -> dict:
-    """A record as this version writes it: records of earlier versions kept a staged run's stages
-    under pruner.stages."""
-    if "stages" not in record and isinstance((record.get("pruner") or {}).get("stages"), dict):
-        record["stages"] = record["pruner"]["stages"]
+    """A record as this version writes it. Records of earlier versions (0.1) kept a staged run's
+    stages under pruner.stages, and a DPM record's flops_pct and speed-up were conv + linear
+    MACs, with Torch-Pruning's counter (the paper's) as tp_ops_pct beside them: that one is the
+    paper's FLOPs now."""
+    pruner = record.get("pruner") or {}
+    if "stages" not in record and isinstance(pruner.get("stages"), dict):
+        record["stages"] = pruner["stages"]
+    if pruner.get("method") == "dpm" and "counter" not in pruner and pruner.get("tp_ops_pct"):
+        pruner["conv_linear"] = {"flops_pct": pruner.get("flops_pct"), "speedup": pruner.get("speedup_achieved")}
+        pruner.update(flops_pct=pruner["tp_ops_pct"], speedup_achieved=100.0 / pruner["tp_ops_pct"],
+                      counter="Torch-Pruning's counter")
     return record
 
 

@@ -115,7 +115,8 @@ def check_dpm(cfg) -> list[str]:
     problems += _check_stage(cfg.finetune, "pruner.finetune")
     problems += integer(cfg, "prune_epochs", "pruner") + integer(cfg, "prune_steps", "pruner")
     ft_epochs, prune_epochs = cfg.finetune.get("epochs"), cfg.get("prune_epochs")
-    if isinstance(ft_epochs, int) and isinstance(prune_epochs, int) and prune_epochs > ft_epochs:
+    if cfg.get("host") != "otov2" and isinstance(ft_epochs, int) and isinstance(prune_epochs, int) \
+            and prune_epochs > ft_epochs:  # OTOv2: DHSPG picks during the whole prune stage
         problems.append(f"pruner.prune_epochs: the pruning phase ({prune_epochs} epochs) is part of the fine-tune "
                         f"stage and cannot be longer than pruner.finetune.epochs ({ft_epochs})")
     problems += integer(cfg, "sp_steps", "pruner") + choice(cfg, "sp_schedule", "pruner", SP_SCHEDULES)

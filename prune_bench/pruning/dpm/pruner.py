@@ -80,6 +80,7 @@ class Pick:
     channel: int
     step: int
     norm_init: float
+    length: int = 0  # N for this pick (0: sp_steps); OTOv2 shortens it to the steps its stage has left
 
 
 class DPMPruner(Pruner):
@@ -154,7 +155,7 @@ class DPMPruner(Pruner):
         if self.otov2:
             self.originals["zero_groups_target"] = ctx.optimizer.target_zero_count
         self.plan(ctx.steps_per_epoch, ctx.total_steps // ctx.steps_per_epoch)
-        self._project()
+        self.project()
 
     def model_counts(self, model: nn.Module) -> dict:
         """Params and FLOPs by the host's paper's counter and by conv + linear MACs."""
@@ -209,7 +210,7 @@ class DPMPruner(Pruner):
             return self._after_dhspg_step(t, zeroed)
         if t in self._event_of:
             self.target_index = self._event_of[t]
-        picked = self._select(t) if t in self._event_of or self._reselect else []
+        picked = self.select(t) if t in self._event_of or self._reselect else []
         self._reselect = False
         if t in self._event_of:
             self.host.reset_scores()
@@ -235,9 +236,22 @@ class DPMPruner(Pruner):
             if self.decay == "none":
                 self._log_channels(t, "zero", selected)
             else:
+                # a group picked in the stage's last N steps decays over the steps left
+                length = min(self.sp_steps, self.total_steps - t)
                 norms = {name: self.host.groups[name].sq_norms().sqrt().tolist() for name, _ in selected}
-                self.pending += [Pick(name, channel, t, norms[name][channel]) for name, channel in selected]
+                picks = [Pick(name, channel, t, norms[name][channel], length) for name, channel in selected]
                 self._log_channels(t, "pick", selected)
+                if length > 0:
+                    self.pending += picks
+                else:  # picked at the last step: zero now
+                    rescale(self.host.groups, {name: (torch.tensor([c for g, c in selected if g == name],
+                                                                   device=self.ctx.device),
+                                                      torch.zeros(sum(g == name for g, _ in selected),
+                                                                  device=self.ctx.device),
+                                                      torch.ones(sum(g == name for g, _ in selected),
+                                                                 device=self.ctx.device))
+                                                for name in {g for g, _ in selected}})
+                    self.host.hold_zero(selected)
         if t != self.total_steps:
             return None
         zero = [Pick(name, channel, t, 0.0) for name, channel in self.host.zero_groups()]
@@ -257,8 +271,8 @@ class DPMPruner(Pruner):
         return state
 
     # ------------------------------------------------------------------ SP and SR
-    def _l_target(self, norm_init: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        fraction = (n / self.sp_steps).clamp(max=1.0)
+    def _l_target(self, norm_init: torch.Tensor, n: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        fraction = (n / length).clamp(max=1.0)
         if self.cfg["sp_schedule"] == "cosine":
             return norm_init * 0.5 * (1 + torch.cos(math.pi * fraction))
         return norm_init * (1 - fraction)
@@ -280,6 +294,7 @@ class DPMPruner(Pruner):
             channels = torch.tensor([p.channel for p in picks], device=device)
             n = torch.tensor([t - p.step for p in picks], device=device, dtype=torch.float32)
             norm_init = torch.tensor([p.norm_init for p in picks], device=device, dtype=torch.float32)
+            length = torch.tensor([p.length or self.sp_steps for p in picks], device=device, dtype=torch.float32)
             release = torch.zeros(len(picks), dtype=torch.bool, device=device)
             if name in self._before:
                 norms = group.sq_norms().sqrt()[channels]
@@ -288,8 +303,8 @@ class DPMPruner(Pruner):
                 rate_ok, len_ok = c_rate > self.cfg["T_rate"], c_len > self.cfg["T_len"]
                 release = rate_ok & len_ok if self.cfg["sr_logic"] == "and" else rate_ok | len_ok
             decaying = ~release
-            plan[name] = (channels[decaying], self._l_target(norm_init, n)[decaying], norm_init[decaying])
-            release_list, done = release.tolist(), ((n >= self.sp_steps) & decaying).tolist()
+            plan[name] = (channels[decaying], self._l_target(norm_init, n, length)[decaying], norm_init[decaying])
+            release_list, done = release.tolist(), ((n >= length) & decaying).tolist()
             for index, pick in enumerate(picks):
                 if release_list[index]:
                     released.append((pick, float(c_rate[index]), float(c_len[index])))
@@ -324,15 +339,16 @@ class DPMPruner(Pruner):
         self.counts["released"] += len(released)
 
     # ------------------------------------------------------------------ selection (iterative hosts)
-    def _project(self) -> None:
+    def project(self) -> None:
         """The current shapes, a copy of the model to count candidate shapes on, and the
         projected conv + linear channels and MACs with every pending pick counted as removed."""
         model = self.ctx.model
         self.names = {module: name for name, module in model.named_modules()}
         self.shapes = layer_shapes(model)
-        if not self.otov2:  # a copy to cut candidate shapes on (OTOv2's DHSPG picks by itself)
-            self.counting_model = copy.deepcopy(model).cpu().float().eval()
-            self.counting_input = self.example.detach().cpu()
+        if self.otov2:  # DHSPG picks by itself: no projection to select with
+            return
+        self.counting_model = copy.deepcopy(model).cpu().float().eval()  # to cut candidate shapes on
+        self.counting_input = self.example.detach().cpu()
         self.projected = {m: MacCounter.channels(m) for m in self.mac_counter.layers}
         self.projected_macs = self.mac_counter.total()
         for pick in self.pending:
@@ -457,7 +473,7 @@ class DPMPruner(Pruner):
             low, high = (low, middle) if ops(middle) <= target else (middle, high)
         return high
 
-    def _select(self, t: int) -> list[Pick]:
+    def select(self, t: int) -> list[Pick]:
         """Pick the lowest-ranked channels until the paper's counter meets the target."""
         target = self.target_ops()
         now = self.projected_count([]).ops
@@ -512,7 +528,7 @@ class DPMPruner(Pruner):
         self.host.refresh()
         for param, entries in kept.items():
             self._kept.setdefault(param, []).extend(entries)
-        self._project()
+        self.project()
 
     # ------------------------------------------------------------------ end of the stage
     def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
@@ -567,7 +583,7 @@ class DPMPruner(Pruner):
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {
-            "pending": [[p.group, p.channel, p.step, p.norm_init] for p in self.pending],
+            "pending": [[p.group, p.channel, p.step, p.norm_init, p.length] for p in self.pending],
             "cooldown": [list(entry) for entry in self.cooldown],
             "log": self.log, "counts": dict(self.counts), "target_index": self.target_index,
             "originals": self.originals, "reselect": self._reselect, "host": self.host.state_dict(),
@@ -580,7 +596,7 @@ class DPMPruner(Pruner):
         self.target_index = state["target_index"]
         self.originals, self._reselect = state["originals"], state["reselect"]
         self.host.load_state_dict(state["host"])
-        self._project()
+        self.project()
 
 
 @torch.no_grad()

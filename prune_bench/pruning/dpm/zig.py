@@ -100,6 +100,11 @@ class ZIGGroup:
         self.out_side.slices = [piece for piece in channels.slices if piece.dim == PRODUCING_DIM]
         self.variables = self.out_side.slices
 
+    @property
+    def layer_changes(self):
+        """How removing a channel changes each layer's shape (the whole group's, ChannelGroup)."""
+        return self.channels.layer_changes
+
     def sq_norms(self, of: str = "weight") -> torch.Tensor:
         """Per channel: the squared L2 norm of its variables (of="grad": of their gradients)."""
         return self.out_side.sq_norms(of)
