@@ -200,6 +200,8 @@ def check_plot(spec: dict) -> dict:
                      for name in plot.get(key) or [] if name not in row_keys]
     problems += [f"plot: budget names '{column}', neither 'epochs' nor a measured column"
                  for column in plot.get("budget") or {} if column != "epochs" and column not in columns]
+    if spec.get("compare"):
+        problems.append("plot: a table with compare: splits its cells by the compared key; it has no plot yet")
     if problems:
         raise ConfigError("\n".join(problems))
     return plot
@@ -372,7 +374,7 @@ def place_labels(anchors: list[tuple[float, float]], sizes: list[tuple[float, fl
     offsets = []
     for anchor, (width, height) in zip(anchors, sizes):
         best, best_cost = None, math.inf
-        for dx, dy in candidate_offsets(width, height, clearance, step):
+        for order, (dx, dy) in enumerate(candidate_offsets(width, height, clearance, step)):
             cx, cy = anchor[0] + dx, anchor[1] + dy
             box = (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
             outside = max(0.0, bounds[0] - box[0]) + max(0.0, box[2] - bounds[2]) \
@@ -384,7 +386,8 @@ def place_labels(anchors: list[tuple[float, float]], sizes: list[tuple[float, fl
                 + sum(segments_cross(line, other) for other in lines)
             on_curves = sum(segment_in_box(curve, box) for curve in curves)
             gap = math.hypot(line[1][0] - line[0][0], line[1][1] - line[0][1])
-            cost = 1e6 * outside + 1e3 * on_labels + 20 * on_points + 300 * crossings + 30 * on_curves + gap
+            cost = (1e6 * outside + 1e3 * on_labels + 20 * on_points + 300 * crossings + 30 * on_curves + gap
+                    + 1e-3 * order)  # at equal cost, the first direction (right, left, above, below)
             if cost < best_cost:
                 best, best_cost = (dx, dy, box, line), cost
         offsets.append(best[:2])
