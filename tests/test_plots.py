@@ -310,6 +310,10 @@ def test_a_plot_section_with_unknown_keys_or_columns_fails_in_one_line_each():
     assert lines[0].startswith("plot: unknown key 'colour'")
     assert lines[1].startswith("plot: 'latency_ms' is not a measured column of the table")
     assert lines[2].startswith("plot: panels names 'arch', not a row key")
+    side_by_side = results.load_table_spec("fggp2024")  # cells split by the compared key: no plot yet
+    side_by_side["plot"] = {"kind": "scatter", "x": "achieved", "y": "acc"}
+    with pytest.raises(ConfigError, match="^plot: a table with compare: .* no plot yet$"):
+        plots.plot_data(side_by_side, pd.DataFrame())
 
 
 # ----------------------------------------------------------------------------- nothing clipped
