@@ -3,15 +3,17 @@
 The figure is plain data first: `plot_data(spec, table)` returns the panels and, per panel, the
 series to draw (legend label, x values, y values, y errors, marker, colour key, published or
 ours); the tests check that data. `figure(data)` only lays it out and draws it, `draw(spec,
-table, name)` renders it as PNG bytes. Nothing is moved for display: every point sits at its value
-and our error bars are the std over seeds. Only the short labels beside the published points are
-placed (`place_labels`) so that they cover neither one another nor any point.
+table)` renders it as PNG bytes. Nothing is moved for display: every point sits at its value and
+our error bars are the std over seeds. Only the short labels beside the published points are
+placed (`place_labels`) so that they cover neither one another nor any point (nor, where they
+can, our curves); a label that could not sit right beside its point has a thin line to it.
 
 How to read a figure: our cells are filled markers with error bars (hollow and dotted: a row
-outside the paper's setting); published cells are hollow stars, each with its own legend entry
-and a short label beside it; a published cell with a y but no x (the paper gives no value of
-the x column) is a dotted horizontal line at its y. Our rows and the published rows with the same
-colour keys share a colour.
+outside the paper's setting), each row with its legend entry; published cells are hollow stars,
+each named by a label beside it (one legend entry says so); a published cell with a y but no x
+(the paper gives no value of the x column) is a dotted horizontal line at its y, named the same
+way. Our rows and the published rows with the same colour keys share a colour. The title, the
+panels and the legend below them are laid out inside the figure (constrained layout).
 
 A table's `plot:` section (conf/table/<name>.yaml):
 
@@ -37,9 +39,10 @@ A table's `plot:` section (conf/table/<name>.yaml):
                            #   (default: the row keys that are not panels)
     budget: {epochs: pretrain, sparse_epochs: sparse}   # optional: the columns that hold the epochs
                            #   of a run's stages, named: legends say "15+3 epochs" and the notes
-                           #   "epochs: pretrain+sparse" (default: {epochs: ""}, the table's epochs)
-    show: {params_pct: "params {:.1f}%"}   # optional: more columns in the legend labels (ours: the
-                           #   mean; published: the paper's value), one format with {} each
+                           #   "budget: pretrain+sparse epochs" (default: {epochs: ""}, the table's)
+    show: {params_pct: "params {:.1f}%"}   # optional: more columns in our legend labels (the mean),
+                           #   one format with {} each; a published series' label (its full name,
+                           #   not drawn) holds the paper's value
     note: ...              # optional: one more line under the title
 """
 
@@ -84,7 +87,7 @@ MIN_X_SPAN = 0.04  # a panel's x range spans at least this fraction of its large
 @dataclass(frozen=True)
 class Series:
     """What one legend entry draws in one panel."""
-    label: str  # the legend entry
+    label: str  # ours: the legend entry; published: the full name (drawn: the tag; the legend has one entry)
     panel: str  # the panel's title ("" with one panel)
     xs: tuple[float, ...]  # empty for a published value without an x (a horizontal line at ys[0])
     ys: tuple[float, ...]
