@@ -16,6 +16,7 @@ A table is described by conf/table/<name>.yaml:
     published: {columns: [acc]}                 # compare with results/published/<name>.csv
     compare: {key: method, values: [fggp, gmp, magfirst], columns: [acc]}   # optional, see below
     plot: {kind: lines, x: {acc_p0: 0, ...}, xlabel: ..., ylabel: ...}   # or kind: scatter, x: col, y: col
+                               # (all its keys: prune_bench/report/plots.py)
 
 What shares a cell (prune_bench/cells.py): the samples of one semantic config (the config minus
 execution details, config.semantic_config) that differ in the seed alone. Records that differ in
@@ -366,11 +367,11 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
 
 
 def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
-    """A PNG of the table (prune_bench/plots.py): our cells, and the published numbers beside them."""
+    """A PNG of the table (report/plots.py): our cells, and the published numbers beside them."""
     spec = load_table_spec(name)
     if not spec.get("plot"):
         raise ConfigError(f"plot: table '{name}' has no plot section")
     table = _table_of_runs("plot", name, spec, runs_dir)
     out = Path(results_dir) / f"{name}.png"
-    atomic_write_bytes(out, draw(spec, table, name))
+    atomic_write_bytes(out, draw(spec, table))
     return out
