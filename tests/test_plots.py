@@ -55,12 +55,13 @@ def sga_records() -> list[dict]:
                       sga_levels(40.0, 0.2), data="cifar10-jpeg-n5000"))
 
 
-def dpm_values(acc: float, flops: float, params: float):
+def dpm_values(acc: float, flops: float, params: float, stage_epochs=(200, 100, 100)):
+    pretrain, sparse, finetune = stage_epochs
     return lambda seed: {"metrics": {"test_acc": acc + 0.1 * seed},
                          "pruner": {"flops_pct": flops + 0.05 * seed, "params_pct": params,
                                     "groups": {"released": seed}},
-                         "stages": {"pretrain": {"test_acc": 93.5, "epochs": 200}, "sparse": {"epochs": 100},
-                                    "finetune": {"epochs": 100}}}
+                         "stages": {"pretrain": {"test_acc": 93.5, "epochs": pretrain}, "sparse": {"epochs": sparse},
+                                    "finetune": {"epochs": finetune}}}
 
 
 def dpm_records() -> list[dict]:
@@ -71,7 +72,7 @@ def dpm_records() -> list[dict]:
         made += records(["+exp=dpm2024_resnet56_bnscale", f"pruner.decay={decay}"], [1, 2],
                         dpm_values(93.2 + 0.1 * k, 47.5, 60.0))  # Torch-Pruning's row has no FLOPs
     made += records(["+exp=dpm2024_quick", "pruner.decay=sp", "data=cifar10_jpeg"], [1, 2, 3],
-                    dpm_values(70.0, 47.2, 55.0), data="cifar10-jpeg-n5000")
+                    dpm_values(70.0, 47.2, 55.0, (15, 3, 10)), data="cifar10-jpeg-n5000")
     return made
 
 
@@ -191,6 +192,9 @@ def test_every_published_cell_is_drawn_at_its_true_x_and_y_with_its_own_label(sh
         if math.isnan(row["flops_pct"]):  # no x given: a line at its y, said so
             line = next(item for item in published(data) if not item.xs)
             assert line.ys == (row["acc"],) and line.panel == row["model"] and "no FLOPs given" in line.tag
+        elif math.isnan(row["acc"]):  # no y given: a line at its x, said so
+            line = next(item for item in published(data) if not item.ys)
+            assert line.xs == (row["flops_pct"],) and line.panel == row["model"] and "no top-1 test accuracy given" in line.tag
         else:
             assert (row["model"], (row["flops_pct"],), (row["acc"],)) in points
 
@@ -207,7 +211,7 @@ def test_each_published_point_is_labelled_at_its_point_and_labels_never_overlap(
             assert sorted(t.get_text().replace("\n", " ") for t in tags) == sorted(
                 item.tag for item in wanted for _ in (item.xs or [None])), (name, panel)
             at_points = sorted((x, y) for item in wanted for x, y in zip(item.xs, item.ys))
-            named = {item.tag for item in wanted if item.xs}
+            named = {item.tag for item in wanted if item.xs and item.ys}
             labelled = sorted(tuple(t.xy) for t in tags if t.get_text().replace("\n", " ") in named)
             assert labelled == pytest.approx(at_points)  # every point labelled, at the point itself
             panel_box = axes.get_window_extent(renderer).padded(1)
@@ -256,10 +260,10 @@ def test_labels_name_every_row_key_the_data_the_budget_and_no_bare_values(shippe
     spec, table = shipped["dpm2024"]
     data = plots.plot_data(spec, table)
     labels = [item.label for item in data.series]
-    assert ("resnet56, depgraph, with SL, SP+SR: cifar10-official, 200 epochs, 2 seeds, params 50.0%" in labels)
-    assert ("resnet20, depgraph, with SL, SP: cifar10-jpeg-n5000, 15 epochs, 3 seeds, params 55.0% "
+    assert ("resnet56, depgraph, with SL, SP+SR: cifar10-official, 200+100+100 epochs, 2 seeds, params 50.0%" in labels)
+    assert ("resnet20, depgraph, with SL, SP: cifar10-jpeg-n5000, 15+3+10 epochs, 3 seeds, params 55.0% "
             "(not the paper's setting)") in labels
-    assert "published: vgg16_bn, otov2, no DPM (params 4.8%)" in labels  # an empty key is left out
+    assert "published: vgg16_bn_mlp, otov2, without SL, no DPM (params 4.8%)" in labels
     spec, table = shipped["sga2024"]
     labels = [item.label for item in plots.plot_data(spec, table).series]
     assert "resnet20, Adam: cifar10-jpeg-n5000, 1 epoch, 1 seed (not the paper's setting)" in labels
@@ -353,7 +357,7 @@ def test_the_whole_title_legend_and_labels_lie_inside_the_figure(shipped, name):
 def test_a_panel_per_model_and_one_colour_per_host(shipped):
     spec, table = shipped["dpm2024"]
     data = plots.plot_data(spec, table)
-    assert set(data.panels) == {"resnet20", "resnet56", "vgg16_bn"}
+    assert set(data.panels) == {"resnet20", "resnet56", "vgg16_bn", "vgg16_bn_mlp", "resnet50"}
     assert all(item.panel == item.label.removeprefix("published: ").split(", ")[0] for item in data.series)
     colours = {item.color_key for item in data.series if item.panel == "resnet56"}
     assert colours == {("depgraph", "True"), ("depgraph", "False"), ("bnscale", "True")}

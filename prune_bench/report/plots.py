@@ -273,6 +273,11 @@ def plot_data(spec: dict, table: pd.DataFrame) -> PlotData:
             tag = f"{tag}: no {x_name} given" if tag else f"no {x_name} given"
             published.append(Series(label, panel_of(row), (), (float(values[plot["y"]]),), (), PUBLISHED_MARKER,
                                     color_of(row), True, True, False, tag))
+        elif not lines and not missing(values[plot["x"]]):  # an x without a y: a line at the x
+            y_name = (plot.get("ylabel") or plot["y"]).split(" (")[0]
+            tag = f"{tag}: no {y_name} given" if tag else f"no {y_name} given"
+            published.append(Series(label, panel_of(row), (float(values[plot["x"]]),), (), (), PUBLISHED_MARKER,
+                                    color_of(row), True, True, False, tag))
 
     ours = name_other_settings(ours)
     ours_series = assign_markers(ours, marker_keys)
@@ -442,8 +447,11 @@ def figure(data: PlotData) -> Figure:
     for item in data.series:
         axes = axes_of[item.panel]
         color = colors(data.colors[item.color_key] % colors.N)
-        if item.published and not item.xs:
-            axes.axhline(item.ys[0], color=color, linestyle=(0, (1, 2)), linewidth=1.3, zorder=2)
+        if item.published and not (item.xs and item.ys):
+            if item.ys:
+                axes.axhline(item.ys[0], color=color, linestyle=(0, (1, 2)), linewidth=1.3, zorder=2)
+            else:
+                axes.axvline(item.xs[0], color=color, linestyle=(0, (1, 2)), linewidth=1.3, zorder=2)
             handles.setdefault(PUBLISHED_LINE_ENTRY, Line2D([], [], color="0.3", linestyle=(0, (1, 2)), linewidth=1.3))
             continue
         if item.published:
@@ -500,9 +508,13 @@ def label_published_points(fig: Figure, axes, series: list[Series], data: PlotDa
     for item in series:
         if not (item.published and item.tag):
             continue
-        if item.xs:
+        if item.xs and item.ys:
             anchors += [tuple(to_pixels((x, y))) for x, y in zip(item.xs, item.ys)]
             wanted += [(item, (x, y)) for x, y in zip(item.xs, item.ys)]
+        elif item.xs:  # a line at the x: its tag near the panel's top
+            px, py = to_pixels((item.xs[0], 0))[0], bounds[3] - 0.08 * (bounds[3] - bounds[1])
+            anchors.append((px, py))
+            wanted.append((item, tuple(axes.transData.inverted().transform((px, py)))))
         else:  # a line at the y: its tag near the panel's right end
             px, py = bounds[2] - 0.08 * (bounds[2] - bounds[0]), to_pixels((0, item.ys[0]))[1]
             anchors.append((px, py))
