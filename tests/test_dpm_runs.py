@@ -229,7 +229,7 @@ def test_the_dpm2024_experiments_compose_and_validate(name):
     assert cfg.pruner.name == "dpm" and cfg.pruner.decay == "sp"
     if cfg.model.name.startswith("resnet"):
         assert cfg.model.shortcut == "B"
-    if name.startswith("dpm2024_resnet56"):  # Torch-Pruning's ResNet-56 benchmark (PAPERS.md section 4)
+    if name.startswith("dpm2024_resnet56"):  # Torch-Pruning's ResNet-56 benchmark (docs/methods/dpm2024.md)
         assert (cfg.trainer.epochs, list(cfg.scheduler.milestones), cfg.optimizer.lr) == (200, [120, 150, 180], 0.1)
         assert (cfg.pruner.finetune.epochs, cfg.pruner.finetune.lr, cfg.pruner.finetune.weight_decay) == (100, 0.01, 5e-4)
         assert list(cfg.pruner.finetune.scheduler.milestones) == [60, 80] and cfg.pruner.speedup == 2.11

@@ -10,7 +10,7 @@ Sections whose keys depend on the component chosen (`model`, `optimizer`, `sched
 `pruner`) are typed `Named`: their schema is the one registered for `<section>.name`
 (`Component(build, validate, schema=...)` in the section's registry; models: MODEL_SCHEMAS).
 A new section with fixed keys gets a dataclass here and a field in ConfigSection; a new section
-of named components gets an entry in NAMED_SECTIONS (README "Extending").
+of named components gets an entry in NAMED_SECTIONS (docs/design.md, "Extending").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """VGG for CIFAR (Simonyan & Zisserman 2015 layer configurations) in the three variants the
 papers use:
 - vgg16: no BN, gRDA's classifier Dropout-Linear(512,512)-ReLU-Dropout-Linear(512,512)-ReLU-Linear
-  (Chao et al. 2020, authors' code; PAPERS.md section 3).
+  (Chao et al. 2020, authors' code; docs/methods/grda2020.md).
 - vgg16_bn: BN after every conv, one Linear(512, classes).
 - vgg19_bn: configuration E with BN, conv bias, the last max-pool replaced by AvgPool(2), one
   Linear(512, classes) (FGGP's CIFAR VGG-19).
