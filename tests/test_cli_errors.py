@@ -12,6 +12,9 @@ from test_cli import tiny
 from test_data import data_cfg
 
 from conftest import make_config, run_cli
+from prune_bench import cli
+from prune_bench.config.compose import check_group_overrides, compose_config
+from prune_bench.config.shipped import shipped_names
 from prune_bench.config.validate import validate
 from prune_bench.data import load_arrays
 from prune_bench.errors import ConfigError, DataError
@@ -53,6 +56,56 @@ def everything_under(folder: Path) -> list[str]:
 def test_config_mistakes_are_one_line_each_and_nothing_runs(tmp_path, extra, messages):
     assert error_lines(run_cli(tiny(tmp_path, *extra), cwd=tmp_path)) == messages
     assert everything_under(tmp_path / "runs") == []
+
+
+# ----------------------------------------------------------------------------- mistyped names
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+exp=resnet56_sgaa", "exp=resnet56_sgaa: unknown option; did you mean resnet56_sga, resnet56_adam or resnet152_sga?"),
+    ("model=resnet57", "model=resnet57: unknown option; did you mean resnet56, resnet50 or resnet152?"),
+    ("+exp=xyz", f"exp=xyz: unknown option; run prune-bench list exp to see all {len(shipped_names('exp'))}"),
+    ("model=wrn", f"model=wrn: unknown option; run prune-bench list model to see all {len(shipped_names('model'))}"),
+], ids=["experiment", "model", "experiment far off", "model far off"])
+def test_a_mistyped_option_gets_at_most_three_suggestions_or_how_to_list_them(override, message):
+    with pytest.raises(ConfigError) as caught:
+        check_group_overrides([override])
+    assert str(caught.value) == message
+
+
+def test_the_listing_a_far_off_option_points_to_holds_every_option(capsys):
+    assert cli.main(["list", "model"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in shipped_names("model")) and "experiments" not in listed
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    for group in ("data", "model", "optimizer", "scheduler", "pruner", "logger"):
+        assert f"  {group:<12} {', '.join(shipped_names(group))}\n" in listed
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.batchsize=64", "trainer.batchsize: unknown key; did you mean trainer.batch_size or trainer.eval_batch_size?"),
+    ("+trainer.eval_size=64",
+     "trainer.eval_size: unknown key; did you mean trainer.eval_batch_size, trainer.eval_every or trainer.batch_size?"),
+], ids=["found by Hydra", "found by the schema"])
+def test_a_mistyped_key_gets_up_to_three_suggestions(override, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(compose_config([override]))
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tabel"], "unknown command 'tabel'; did you mean table?"),
+    (["exprot"], "unknown command 'exprot'; did you mean export or plot?"),
+    (["frobnicate"], "unknown command 'frobnicate'; use run, reproduce, status, table, plot, list or export "
+                     "(prune-bench --help says more)"),
+    (["list", "modle"], "list: unknown group 'modle'; did you mean model?"),
+])
+def test_a_mistyped_command_gets_a_suggestion(capsys, argv, message):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == f"prune-bench: error: {message}\n"
 
 
 # ----------------------------------------------------------------------------- nothing left behind (10)
