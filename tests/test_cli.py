@@ -35,7 +35,7 @@ BAD_INPUTS = [
     (["pruner=magnitude", "pruner.sparsity=-0.1"], "pruner.sparsity: sparsity must be in [0, 1), got -0.1"),
     (["data.source=auto", "data.path=/nonexistent/cifar.tar.gz"], "data.path: /nonexistent/cifar.tar.gz does not exist"),
     (["data.source=auto", "data.path={bad}/junk.tar.gz"], "is not a readable tarball"),
-    (["data.source=official", "data.download=false"], "not found and data.download=false; set data.path"),
+    (["data.source=official", "data.download=false"], "not found and data.download=false; use data=cifar10_jpeg"),
     (["trainer.device=cuda:0"], "trainer.device: 'cuda:0' requested but no CUDA device is available"),
 ]
 

@@ -17,6 +17,7 @@ from prune_bench.config.compose import check_group_overrides, compose_config
 from prune_bench.config.shipped import shipped_names
 from prune_bench.config.validate import validate
 from prune_bench.data import load_arrays
+from prune_bench.data.sources import DATA_ROOT_VARIABLE, NO_DOWNLOAD_OPTIONS
 from prune_bench.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +57,29 @@ def everything_under(folder: Path) -> list[str]:
 def test_config_mistakes_are_one_line_each_and_nothing_runs(tmp_path, extra, messages):
     assert error_lines(run_cli(tiny(tmp_path, *extra), cwd=tmp_path)) == messages
     assert everything_under(tmp_path / "runs") == []
+
+
+# ----------------------------------------------------------------------------- no data
+
+
+def test_no_data_names_the_data_options_and_variables_that_exist(tmp_path):
+    root = tmp_path / "data"
+    with pytest.raises(DataError) as caught:
+        load_arrays(make_config(["data.download=false", f"paths.data_root={root}"]).data)
+    assert str(caught.value) == (
+        f"data: {root / 'cifar-10-python.tar.gz'} not found and data.download=false; use data=cifar10_jpeg "
+        f"(the JPEG copy, at $PRUNE_BENCH_CIFAR10_JPEG) or data=synthetic, or put cifar-10-python.tar.gz in {root} "
+        "(paths.data_root, $PRUNE_BENCH_DATA), or set data.path to a copy (the tarball, its extracted "
+        "cifar-10-batches-py folder or an image-folder tree)")
+    with pytest.raises(DataError, match=r"not found and data.download=false; use data=synthetic, or put cifar-100"):
+        load_arrays(make_config(["data=cifar100", "data.download=false", f"paths.data_root={root}"]).data)
+    assert not root.exists()
+    # what the hints name exists: the options in conf/data, the variables where those read them
+    named = {option.split()[0].removeprefix("data=") for options in NO_DOWNLOAD_OPTIONS.values() for option in options}
+    assert named <= set(shipped_names("data"))
+    assert "${oc.env:PRUNE_BENCH_CIFAR10_JPEG," in (REPO / "conf" / "data" / "cifar10_jpeg.yaml").read_text()
+    assert f"${{oc.env:{DATA_ROOT_VARIABLE}," in (REPO / "conf" / "paths" / "default.yaml").read_text()
+    assert make_config(["data=synthetic"]).data.source == "synthetic"
 
 
 # ----------------------------------------------------------------------------- mistyped names
