@@ -13,7 +13,7 @@ import hydra
 
 from .config.compose import check_group_overrides, compose_jobs, job_overrides
 from .config.shipped import conf_dir, shipped_names
-from .engine.workspace import ensure_writable, inside
+from .engine.workspace import ensure_writable, inside, what_to_do
 from .errors import PruneBenchError, in_words, suggest
 from .export import DEFAULT_FORMATS, FILES, export_run, parse_formats
 from .layout import runs_root, sweep_dir
@@ -188,7 +188,7 @@ def table_command(command: str, args: list[str]) -> int:
         if not inside(error.filename, results_dir):
             raise
         raise PruneBenchError(f"--results-dir: cannot write {results_dir} ({error.strerror or error}); "
-                              "use a writable folder") from None
+                              f"{what_to_do(error, '--results-dir')}") from None
     return 0
 
 

@@ -2,7 +2,9 @@
 status 2, no traceback, and nothing left behind that the failed command created. (Texts that
 the CLI prints as they are raised are checked in-process where a subprocess adds nothing.)"""
 
+import errno
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,8 @@ from prune_bench.config.shipped import shipped_names
 from prune_bench.config.validate import validate
 from prune_bench.data import load_arrays
 from prune_bench.data.sources import DATA_ROOT_VARIABLE, NO_DOWNLOAD_OPTIONS
-from prune_bench.errors import ConfigError, DataError
+from prune_bench.engine.run import run
+from prune_bench.errors import ConfigError, DataError, PruneBenchError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -254,6 +257,118 @@ def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
                                   "--results-dir", str(tmp_path / "results")], cwd=tmp_path)
     line = error_line(result)
     assert line.startswith(f"--results-dir: cannot write {tmp_path / 'results'}") and "Permission denied" in line
+
+
+# A read-only mount (EROFS, which even root meets) and a full disk (ENOSPC), for real: the command
+# runs in a mount namespace of its own (util-linux unshare; for a user other than root, in a user
+# namespace where it is root), where a folder is bound read-only or a 1 MiB tmpfs is mounted. The
+# mounts vanish with the namespace; what a tmpfs held is listed before it does.
+NAMESPACE = ["unshare", "--mount"] + (["--map-root-user"] if os.geteuid() != 0 else [])
+LEFT = "--- left on the disk:"
+
+
+def in_namespace(setup: str, args: list[str], cwd: Path, list_after: Path | None = None) -> subprocess.CompletedProcess:
+    """`prune-bench ARGS` after the shell commands `setup` (mounts), in a new mount namespace;
+    with `list_after`, what is under it afterwards follows LEFT on stdout."""
+    listing = f"echo {LEFT}; cd {shlex.quote(str(list_after))} && find . -mindepth 1 | sort;" if list_after else ""
+    script = f'{setup} || exit 99; "$@"; status=$?; {listing} exit $status'
+    return subprocess.run([*NAMESPACE, "sh", "-c", script, "sh", sys.executable, "-m", "prune_bench.cli", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def bind_read_only(folder: Path) -> str:
+    quoted = shlex.quote(str(folder))
+    return f"mount --bind {quoted} {quoted} && mount -o remount,bind,ro {quoted}"
+
+
+def small_disk(folder: Path, then: str = "") -> str:
+    return f"mount -t tmpfs -o size=1m tmpfs {shlex.quote(str(folder))}" + (f" && {then}" if then else "")
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    """Skips the test where no mount namespace can be made here."""
+    (tmp_path / "probe").mkdir()
+    try:
+        probe = subprocess.run([*NAMESPACE, "sh", "-c", small_disk(tmp_path / "probe")], capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare (util-linux)")
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()[:200]}")
+    (tmp_path / "probe").rmdir()
+
+
+def left_on_disk(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.removeprefix("./") for line in result.stdout.split(LEFT, 1)[1].split()]
+
+
+def test_a_new_run_in_a_read_only_mounted_runs_folder_with_locks_is_one_line(finished, mounts):
+    folder, args = finished
+    runs = folder / "runs"
+    assert (runs / ".locks").is_dir()
+    before = everything_under(runs)
+    line = error_line(in_namespace(bind_read_only(runs), [*args, "seed=7"], cwd=folder))
+    assert line.startswith(f"paths.runs_dir: cannot write in {runs} (Read-only file system: {runs / '.locks'}/")
+    assert line.endswith(".lock); set paths.runs_dir to a writable folder")
+    assert everything_under(runs) == before
+
+
+@pytest.mark.parametrize("runs_exists", [False, True], ids=["runs folder to make", "empty runs folder"])
+def test_a_new_run_on_a_read_only_mount_without_locks_is_one_line(tmp_path, mounts, runs_exists):
+    (tmp_path / "mount" / "runs" if runs_exists else tmp_path / "mount").mkdir(parents=True)
+    runs = tmp_path / "mount" / "runs"
+    missing = runs / ".locks" if runs_exists else runs
+    line = error_line(in_namespace(bind_read_only(tmp_path / "mount"), tiny(tmp_path, f"paths.runs_dir={runs}"),
+                                   cwd=tmp_path))
+    assert line == (f"paths.runs_dir: cannot write in {runs} (Read-only file system: {missing}); "
+                    "set paths.runs_dir to a writable folder")
+    assert everything_under(tmp_path / "mount") == (["runs"] if runs_exists else [])
+
+
+FULL = "free some space there or set paths.runs_dir to a folder with room"
+
+
+def test_a_disk_that_fills_during_a_run_is_one_line_and_leaves_nothing(tmp_path, mounts):
+    # 1 MiB: the run's config and progress fit, its first checkpoint (2 MB) does not
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    result = in_namespace(small_disk(disk), tiny(tmp_path, f"paths.runs_dir={disk / 'runs'}", "trainer.epochs=2"),
+                          cwd=tmp_path, list_after=disk)
+    line = error_line(result)
+    assert line.startswith(f"paths.runs_dir: cannot write in {disk / 'runs'} (No space left on device: {disk / 'runs'}/")
+    assert line.endswith(f"/checkpoint.pt); {FULL}")
+    assert left_on_disk(result) == []
+
+
+def test_a_full_disk_with_a_runs_folder_is_one_line_and_keeps_what_was_there(tmp_path, mounts):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill = "mkdir -p runs/.locks && touch runs/.locks/other.lock && (dd if=/dev/zero of=filler bs=4k 2>/dev/null; true)"
+    result = in_namespace(small_disk(disk, f"cd {shlex.quote(str(disk))} && {fill}"),
+                          tiny(tmp_path, f"paths.runs_dir={disk / 'runs'}"), cwd=tmp_path, list_after=disk)
+    line = error_line(result)
+    assert line.startswith(f"paths.runs_dir: cannot write in {disk / 'runs'} (No space left on device: ")
+    assert line.endswith(f"/config.yaml); {FULL}")
+    assert left_on_disk(result) == ["filler", "runs", "runs/.locks", "runs/.locks/other.lock"]
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_one_line_in_process(tmp_path, monkeypatch):
+    """The same, where no mount can be made: fsync of the checkpoint fails as on a full disk."""
+    real_fsync = os.fsync
+
+    def full_at_checkpoints(fd):
+        if ".checkpoint.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_at_checkpoints)
+    runs = tmp_path / "runs"
+    with pytest.raises(PruneBenchError) as caught:
+        run(make_config([*tiny(tmp_path)[1:], "trainer.epochs=2"]), log=lambda line: None)
+    assert str(caught.value).startswith(f"paths.runs_dir: cannot write in {runs} (No space left on device: {runs}/")
+    assert str(caught.value).endswith(f"/checkpoint.pt); {FULL}")
+    assert everything_under(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- error texts (12)
