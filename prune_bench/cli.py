@@ -14,13 +14,13 @@ import hydra
 from .config.compose import check_group_overrides, compose_jobs, job_overrides
 from .config.shipped import conf_dir, shipped_names
 from .engine.workspace import ensure_writable, inside, what_to_do
-from .errors import PruneBenchError, in_words, suggest
+from .errors import Interrupted, PruneBenchError, in_words, suggest
 from .export import DEFAULT_FORMATS, FILES, export_run, parse_formats
 from .layout import runs_root, sweep_dir
 from .report.tables import load_table_spec, table_names, write_plot, write_table
 from .scale.launch import task as run_task
 from .scale.plan import check_schedules
-from .scale.reproduce import paper_status, parse_seeds, reproduce
+from .scale.reproduce import interruption_of, paper_status, parse_seeds, reproduce
 from .scale.status import render, scan
 
 USAGE = """usage: prune-bench <command> [...]
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return export_command(rest)
     except PruneBenchError as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        fail("interrupted; run the same command again to resume from the last checkpoint", 130)
+    except KeyboardInterrupt as error:  # a run, a sweep or a paper's grid says what it saved (Interrupted)
+        fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was written", 130)
     except BrokenPipeError:  # e.g. `prune-bench list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -109,7 +109,15 @@ def run_command(overrides: list[str]) -> int:
             fail(str(error))
 
     sys.argv = ["prune-bench run", *overrides]
-    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    except KeyboardInterrupt as error:
+        if len(jobs) > 1:
+            raise interruption_of(error, jobs) from None
+        if isinstance(error, Interrupted):
+            raise
+        raise Interrupted("interrupted before the run started; nothing was saved",
+                          "run the same command to start again") from None
     return 0
 
 

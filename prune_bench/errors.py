@@ -1,5 +1,5 @@
-"""Errors a user can fix. The CLI prints them as one line each and exits with status 2, and the
-wording helpers those lines share."""
+"""Errors a user can fix. The CLI prints them as one line each and exits with status 2 (130
+for an interruption), and the wording helpers those lines share."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ class DataError(PruneBenchError):
 
 class CheckpointError(PruneBenchError):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, told truthfully: `what` happened and what was saved ("interrupted after epoch 2
+    of 5"), and what running the command `again` does. `run_dir`: the run it interrupted (None:
+    none was under way); `resumes`: whether that run goes on from something it saved."""
+
+    def __init__(self, what: str, again: str, run_dir=None, resumes: bool = False):
+        super().__init__(f"{what}; {again}")
+        self.what, self.again, self.run_dir, self.resumes = what, again, run_dir, resumes
 
 
 def in_words(names: list[str], last: str = "or") -> str:

@@ -5,8 +5,10 @@ the CLI prints as they are raised are checked in-process where a subprocess adds
 import errno
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from test_data import data_cfg
 
 from conftest import make_config, run_cli
 from prune_bench import cli
+from prune_bench import export as export_module
 from prune_bench.config.compose import check_group_overrides, compose_config
 from prune_bench.config.shipped import shipped_names
 from prune_bench.config.validate import validate
@@ -22,6 +25,7 @@ from prune_bench.data import load_arrays
 from prune_bench.data.sources import DATA_ROOT_VARIABLE, NO_DOWNLOAD_OPTIONS
 from prune_bench.engine.run import run
 from prune_bench.errors import ConfigError, DataError, PruneBenchError
+from prune_bench.report import tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -369,6 +373,112 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_line_in_process(tmp_path, mo
     assert str(caught.value).startswith(f"paths.runs_dir: cannot write in {runs} (No space left on device: {runs}/")
     assert str(caught.value).endswith(f"/checkpoint.pt); {FULL}")
     assert everything_under(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def interrupted_when(pattern: str, args: list[str], cwd: Path, count: int = 1) -> subprocess.CompletedProcess:
+    """`prune-bench ARGS`, sent SIGINT (Ctrl-C) as soon as `count` paths matching the glob
+    `pattern` (under `cwd`) exist."""
+    process = subprocess.Popen([sys.executable, "-m", "prune_bench.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.time() + 180
+    while len(list(cwd.glob(pattern))) < count and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, f"ended before {pattern} appeared: {process.communicate()}"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def interruption_line(result: subprocess.CompletedProcess) -> str:
+    """The one line of an interrupted command (exit status 130, no traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 130, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("prune-bench: error: "), result.stderr
+    return lines[0].removeprefix("prune-bench: error: ")
+
+
+def slow(tmp_path, *extra):
+    """A run whose epochs take a second or two (400 images), so Ctrl-C lands inside one."""
+    return tiny(tmp_path, "data.synthetic.train_size=400", *extra)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_and_leaves_nothing(tmp_path):
+    result = interrupted_when("runs/*/progress.json", slow(tmp_path, "trainer.epochs=3"), tmp_path)
+    assert interruption_line(result) == ("interrupted before the first checkpoint; nothing was saved; "
+                                         "run the same command to start again")
+    assert everything_under(tmp_path / "runs") == []
+
+
+def test_ctrl_c_after_a_checkpoint_names_its_epoch_and_the_same_command_resumes_from_it(tmp_path):
+    args = slow(tmp_path, "trainer.epochs=3")
+    result = interrupted_when("runs/*/checkpoint.pt", args, tmp_path)
+    assert interruption_line(result) == "interrupted after epoch 1 of 3; run the same command to resume from it"
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0 and "after epoch 1 of 3" in again.stdout, again.stderr
+
+
+def test_ctrl_c_in_a_run_of_several_stages_names_the_stage(tmp_path):
+    args = slow(tmp_path, "pruner=magnitude", "pruner.sparsity=0.5", "trainer.epochs=2", "pruner.finetune_epochs=2")
+    result = interrupted_when("runs/.trained/*/checkpoint.pt", args, tmp_path)
+    assert interruption_line(result) == ("interrupted after epoch 1 of 2 of stage pretrain; "
+                                         "run the same command to resume from it")
+    result = interrupted_when("runs/.trained/*/trained.pt", args, tmp_path)  # resumes, then Ctrl-C in prune
+    assert "resuming the pretrain stage" in result.stdout
+    assert interruption_line(result) == ("interrupted in stage prune before its first checkpoint; stage pretrain is "
+                                         "saved; run the same command to start stage prune from it")
+    (shared,) = (tmp_path / "runs" / ".trained").iterdir()
+    assert everything_under(tmp_path / "runs") == [  # the run's own folder is gone, its locks too
+        ".trained", f".trained/{shared.name}", f".trained/{shared.name}/trained.pt"]
+
+
+def test_ctrl_c_during_reproduce_counts_the_finished_runs_and_names_the_interrupted_one(tmp_path):
+    args = ["reproduce", "smoke", "--seeds", "1", "data.synthetic.train_size=200", "data.synthetic.test_size=50",
+            "trainer.batch_size=50", "trainer.progress=none", f"paths.runs_dir={tmp_path / 'runs'}",
+            f"paths.results_dir={tmp_path / 'results'}", f"paths.data_root={tmp_path / 'data'}"]
+    result = interrupted_when("runs/resnet32_*/checkpoint.pt", args, tmp_path)  # the second of its 2 runs
+    assert interruption_line(result) == (
+        "interrupted in run [model=resnet32] after epoch 1 of 2; 1 of 2 runs finished; "
+        "run the same command to go on: finished runs are skipped, this one resumes")
+    assert not (tmp_path / "results").exists()
+
+
+def test_ctrl_c_in_a_sweep_counts_the_finished_runs_and_names_the_interrupted_one(tmp_path):
+    run, *overrides = slow(tmp_path, "trainer.epochs=2")
+    result = interrupted_when("runs/*/progress.json", [run, "-m", *overrides, "seed=1,2"], tmp_path, count=2)
+    assert interruption_line(result) == (
+        "interrupted in run [seed=2] before it saved anything; 1 of 2 runs finished; "
+        "run the same command to go on: finished runs are skipped, this one starts again")
+    assert [path.parent.name for path in (tmp_path / "runs").glob("*/config.yaml")] == [
+        path.parent.name for path in (tmp_path / "runs").glob("*/record.json")]  # the second run's folder is gone
+
+
+def keyboard_interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("command, where", [
+    (["table", "baselines"], (tables, "build_table")),
+    (["plot", "baselines"], (tables, "draw")),
+    (["export", "{run}", "--format", "torchscript"], (export_module, "verify")),
+], ids=["table", "plot", "export"])
+def test_ctrl_c_in_table_plot_or_export_says_nothing_was_written(tmp_path, finished, monkeypatch, capsys,
+                                                                 command, where):
+    folder, _ = finished
+    runs = folder / "runs"
+    monkeypatch.setattr(*where, keyboard_interrupt)
+    if command[0] == "export":
+        (run_dir,) = runs.glob("*/record.json")
+        argv = [command[0], str(run_dir.parent), "--out", str(tmp_path / "results"), *command[2:]]
+    else:
+        argv = [*command, "--runs-dir", str(runs), "--results-dir", str(tmp_path / "results")]
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 130
+    assert capsys.readouterr().err == "prune-bench: error: interrupted; nothing was written\n"
+    assert not (tmp_path / "results").exists()
 
 
 # ----------------------------------------------------------------------------- error texts (12)
