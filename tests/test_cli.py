@@ -100,13 +100,25 @@ def test_unknown_command_and_table(tmp_path):
 
 
 def test_the_wheel_ships_the_config_tree_and_published_numbers(tmp_path):
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
 
+    # built from a copy: a build in the checkout writes build/ and *.egg-info there
     repo = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            capture_output=True, text=True)
+    source = tmp_path / "source"
+    if listed.returncode == 0:
+        for name in listed.stdout.splitlines():
+            if (repo / name).is_file():
+                (source / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(repo / name, source / name)
+    else:  # not a git checkout
+        shutil.copytree(repo, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(repo)], check=True, capture_output=True, timeout=300)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("prune_bench-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"prune_bench/conf/config.yaml", "prune_bench/conf/exp/smoke.yaml",
