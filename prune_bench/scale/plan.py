@@ -22,13 +22,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import load_arrays, per_class_subset
+from ..engine.checkpoint import checkpoint_epoch
 from ..engine.runtime import resolve_device
 from ..engine.stages import Stage, plan_stages
 from ..errors import ConfigError, PruneBenchError
 from ..layout import CHECKPOINT, runs_root
 from ..pruning import build_pruner
 from ..report.tables import collect_records
-from .status import RunStatus, checkpoint_epoch, inspect_run
+from .status import RunStatus, inspect_run
 
 
 @dataclass
