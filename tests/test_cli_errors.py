@@ -518,11 +518,15 @@ def test_an_empty_data_variable_is_named(tmp_path, monkeypatch):
         "set it to the data's path, or unset it for the default")
 
 
-def test_a_relative_data_path_names_the_folder_it_was_resolved_against(tmp_path, monkeypatch):
+def test_a_missing_data_path_says_where_it_came_from_and_what_it_was_resolved_against(tmp_path, monkeypatch):
     monkeypatch.delenv("PRUNE_BENCH_CIFAR10_JPEG", raising=False)
     assert jpeg_data_path_error(monkeypatch, tmp_path) == (
-        f"data.path: ../shared/data/cifar10-jpeg.tar.gz does not exist (relative to the current folder {tmp_path}; "
-        "the default of $PRUNE_BENCH_CIFAR10_JPEG); set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
+        f"data.path: {tmp_path}/cifar10-jpeg.tar.gz does not exist (the default of $PRUNE_BENCH_CIFAR10_JPEG); "
+        "set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
+    monkeypatch.setenv("PRUNE_BENCH_CIFAR10_JPEG", "data/cifar.tar.gz")
+    assert jpeg_data_path_error(monkeypatch, tmp_path) == (
+        f"data.path: data/cifar.tar.gz does not exist (relative to the current folder {tmp_path}; "
+        "from $PRUNE_BENCH_CIFAR10_JPEG); set $PRUNE_BENCH_CIFAR10_JPEG or data.path to where the data is")
     monkeypatch.setenv("PRUNE_BENCH_CIFAR10_JPEG", "/nowhere/cifar.tar.gz")
     assert jpeg_data_path_error(monkeypatch, tmp_path) == (
         "data.path: /nowhere/cifar.tar.gz does not exist (from $PRUNE_BENCH_CIFAR10_JPEG); "
