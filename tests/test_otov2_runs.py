@@ -27,8 +27,15 @@ def quiet(line):
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory):
+    """The uninterrupted run, on one thread like the tests (a module fixture is set up before
+    the function-scoped one_thread, and another thread count sums in another order)."""
     runs = tmp_path_factory.mktemp("otov2") / "runs"
-    return experiment.run(make_config([*OTOV2, f"paths.runs_dir={runs}"]), log=quiet)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return experiment.run(make_config([*OTOV2, f"paths.runs_dir={runs}"]), log=quiet)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_dhspg_picks_sp_decays_sr_releases_and_the_target_group_sparsity_is_removed(whole):

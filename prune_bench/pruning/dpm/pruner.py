@@ -316,26 +316,29 @@ class DPMPruner(Pruner):
         return finished
 
     def _release(self, released: list[tuple[Pick, float, float]], t: int) -> None:
-        by_group = defaultdict(list)
-        for pick, c_rate, c_len in released:
-            self.pending.remove(pick)
-            by_group[pick.group].append((pick.channel, c_rate, c_len))
-        replacements = []
+        """SR. On OTOv2 DHSPG names a replacement for each released group; a group it cannot
+        replace is not released and decays on (else the group sparsity target would be out of
+        reach). On the iterative hosts the next selection picks the replacements."""
         if self.otov2:
             replacements = self.host.release([(pick.group, pick.channel) for pick, _, _ in released])
+            kept = [entry for entry, replacement in zip(released, replacements) if replacement is None]
+            # tried again at each later step while it decays: counted per step, not logged
+            self.counts["release_refused_steps"] = self.counts.get("release_refused_steps", 0) + len(kept)
+            released = [entry for entry, replacement in zip(released, replacements) if replacement is not None]
         else:
             for pick, _, _ in released:
                 self._apply_pick(pick, +1)
                 self.cooldown.append([pick.group, pick.channel, t + self.cfg["sr_cooldown"]])
             self._reselect = True
+        by_group = defaultdict(list)
+        for pick, c_rate, c_len in released:
+            self.pending.remove(pick)
+            by_group[pick.group].append((pick.channel, c_rate, c_len))
         for name, entries in by_group.items():
             self.log.append({"step": t, "event": "release", "group": name,
                              "channels": [e[0] for e in entries],
                              "c_rate": [round(e[1], 6) for e in entries],
                              "c_len": [round(e[2], 6) for e in entries]})
-        if any(replacement is None for replacement in replacements):
-            self.log.append({"step": t, "event": "no replacement",
-                             "count": sum(replacement is None for replacement in replacements)})
         self.counts["released"] += len(released)
 
     # ------------------------------------------------------------------ selection (iterative hosts)
