@@ -359,18 +359,19 @@ def bench_dpm(args) -> None:
 
 def latency_pairs(args) -> list[ModelPair]:
     """The (dense, slimmed) pairs to time: a finished run's (--run DIR), and a model slimmed by the
-    product's own DepGraph slimming (--slim MODEL: to --speedup, default ResNet-56 at 2.11x, the
+    product's own DepGraph slimming (--slim MODEL: to --speedup; without --run, ResNet-56 at 2.11x, the
     paper's speed-up by Torch-Pruning's counter; the weights are seeded random, which the timing
     does not depend on)."""
     pairs = []
     if args.run:
         pairs.append(model_pair_from_run(args.run, args.device))
-    if args.slim:
-        options = {"shortcut": "B"} if args.slim.startswith("resnet") and args.slim != "resnet50" else {}
+    model = args.slim if args.slim is not None else ("" if args.run else "resnet56")
+    if model:
+        options = {"shortcut": "B"} if model.startswith("resnet") and model != "resnet50" else {}
         torch.manual_seed(0)
-        dense = build_model(args.slim, **options).eval()
+        dense = build_model(model, **options).eval()
         slimmed, report = slim(copy.deepcopy(dense), torch.zeros(1, 3, 32, 32), speedup=args.speedup)
-        label = (f"{args.slim} slimmed to {report['speedup_achieved']:.3f}x FLOPs ({report['counter']}), "
+        label = (f"{model} slimmed to {report['speedup_achieved']:.3f}x FLOPs ({report['counter']}), "
                  f"params {report['params_pct']:.1f}%")
         pairs.append(ModelPair(label, dense.to(args.device), slimmed.eval().to(args.device)))
     return pairs
@@ -728,8 +729,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true")
     latency = parser.add_argument_group("latency (dense vs slimmed forward time)")
     latency.add_argument("--run", help="a finished run's directory: its slimmed model against the dense one")
-    latency.add_argument("--slim", default="resnet56", help="a model to slim with DepGraph and time (default "
-                         "resnet56; empty: none)")
+    latency.add_argument("--slim", help="a model to slim with DepGraph and time (default: resnet56 unless "
+                         "--run is given; empty: none)")
     latency.add_argument("--speedup", type=float, default=2.11, help="--slim's FLOPs speed-up (default 2.11)")
     latency.add_argument("--latency-batches", default="1,256", help="batch sizes (default 1,256)")
     latency.add_argument("--threads", type=int, help="CPU threads to time at (default: torch's current count)")

@@ -20,6 +20,7 @@ from prune_bench.metrics import MacCounter, count_params_macs
 from prune_bench.models import ModelSpec, build_model
 from prune_bench.pruning import TrainContext, build_pruner
 from prune_bench.pruning.dpm.shapes import layer_shapes, restore_shapes
+from prune_bench.pruning.dpm.pruner import sp_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -181,11 +182,12 @@ def test_sp_takes_a_picked_groups_norm_linearly_to_zero_in_n_steps_while_the_res
     assert pruner.counts == {"picked": len(picks), "released": 0, "removed": len(picks)}
 
 
-def test_cosine_schedule():
-    pruner = build_pruner(dpm_config(decay="sp", sp_steps=4, sp_schedule="cosine"))
-    n = torch.arange(5, dtype=torch.float32)
-    expected = torch.tensor([2 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)])
-    torch.testing.assert_close(pruner._l_target(torch.full((5,), 2.0), n), expected)
+def test_sp_target_schedules_by_hand():
+    n = torch.arange(6, dtype=torch.float32)  # past n = length the target stays zero
+    norm_init, length = torch.full((6,), 2.0), torch.full((6,), 4.0)
+    cosine = torch.tensor([2 * 0.5 * (1 + math.cos(math.pi * min(k, 4) / 4)) for k in range(6)])
+    torch.testing.assert_close(sp_target(norm_init, n, length, "cosine"), cosine)
+    torch.testing.assert_close(sp_target(norm_init, n, length, "linear"), torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, 0.0]))
 
 
 def test_removal_is_exact_outputs_equal_the_decayed_to_zero_models():

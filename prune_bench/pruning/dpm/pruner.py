@@ -271,12 +271,6 @@ class DPMPruner(Pruner):
         return state
 
     # ------------------------------------------------------------------ SP and SR
-    def _l_target(self, norm_init: torch.Tensor, n: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        fraction = (n / length).clamp(max=1.0)
-        if self.cfg["sp_schedule"] == "cosine":
-            return norm_init * 0.5 * (1 + torch.cos(math.pi * fraction))
-        return norm_init * (1 - fraction)
-
     def _pending_by_group(self) -> dict[str, list[Pick]]:
         by_group = defaultdict(list)
         for pick in self.pending:
@@ -303,7 +297,7 @@ class DPMPruner(Pruner):
                 rate_ok, len_ok = c_rate > self.cfg["T_rate"], c_len > self.cfg["T_len"]
                 release = rate_ok & len_ok if self.cfg["sr_logic"] == "and" else rate_ok | len_ok
             decaying = ~release
-            plan[name] = (channels[decaying], self._l_target(norm_init, n, length)[decaying], norm_init[decaying])
+            plan[name] = (channels[decaying], sp_target(norm_init, n, length, self.cfg["sp_schedule"])[decaying], norm_init[decaying])
             release_list, done = release.tolist(), ((n >= length) & decaying).tolist()
             for index, pick in enumerate(picks):
                 if release_list[index]:
@@ -603,6 +597,15 @@ class DPMPruner(Pruner):
 
 
 @torch.no_grad()
+def sp_target(norm_init: torch.Tensor, n: torch.Tensor, length: torch.Tensor, schedule: str) -> torch.Tensor:
+    """SP's target norm after n of a pick's `length` decay steps: linear or cosine from its norm
+    at pick time down to zero at n = length."""
+    fraction = (n / length).clamp(max=1.0)
+    if schedule == "cosine":
+        return norm_init * 0.5 * (1 + torch.cos(math.pi * fraction))
+    return norm_init * (1 - fraction)
+
+
 def rescale(groups: dict, plan: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
     """Scale each decaying channel's slices so their joint norm is its target (`plan`: group ->
     (channels, targets, L_init)). Channels of two groups can share entries (a conv's output filter
