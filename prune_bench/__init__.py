@@ -1,3 +1,3 @@
 """prune-bench: reproduce and combine CIFAR pruning results from Hydra configs."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -12,15 +12,15 @@ from pathlib import Path
 import hydra
 
 from .config.compose import check_group_overrides, compose_jobs, job_overrides
-from .config.shipped import conf_dir
-from .engine.workspace import ensure_writable, inside
-from .errors import PruneBenchError
+from .config.shipped import conf_dir, shipped_names
+from .engine.workspace import ensure_writable, inside, what_to_do
+from .errors import Interrupted, PruneBenchError, in_words, suggest
 from .export import DEFAULT_FORMATS, FILES, export_run, parse_formats
 from .layout import runs_root, sweep_dir
 from .report.tables import load_table_spec, table_names, write_plot, write_table
 from .scale.launch import task as run_task
 from .scale.plan import check_schedules
-from .scale.reproduce import paper_status, parse_seeds, reproduce
+from .scale.reproduce import interruption_of, paper_status, parse_seeds, reproduce
 from .scale.status import render, scan
 
 USAGE = """usage: prune-bench <command> [...]
@@ -36,11 +36,15 @@ commands:
                     (--runs DIR for any runs folder, --watch to refresh)
   table NAME        collect records into results/NAME.csv beside the published numbers
   plot NAME         draw results/NAME.png from the same records
-  list              list experiments (+exp=...) and tables
+  list [GROUP]      list experiments (+exp=...), config groups' options (model=...), papers and
+                    tables; GROUP (exp, model, ..., table) for one of them
   export RUN_DIR    write a finished run's model as ONNX and torch.export files (slimmed shapes
                     included), each checked against PyTorch, with export.json (input, normalisation,
                     classes); --out DIR (default RUN_DIR/export), --format onnx,pt2,torchscript
 """
+
+
+COMMANDS = ("run", "reproduce", "status", "table", "plot", "list", "export")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if command in ("table", "plot"):
             return table_command(command, rest)
         if command == "list":
-            return list_command()
+            return list_command(rest)
         if command == "reproduce":
             return reproduce_command(rest)
         if command == "status":
@@ -70,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             return export_command(rest)
     except PruneBenchError as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        fail("interrupted; run the same command again to resume from the last checkpoint", 130)
+    except KeyboardInterrupt as error:  # a run, a sweep or a paper's grid says what it saved (Interrupted)
+        fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was written", 130)
     except BrokenPipeError:  # e.g. `prune-bench list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    fail(f"unknown command '{command}'; use run, reproduce, status, table, plot, list or export")
+    listing = f"use {in_words(list(COMMANDS))} (prune-bench --help says more)"
+    fail(f"unknown command '{command}'; {suggest(command, COMMANDS, listing)}")
     return 2
 
 
@@ -104,7 +109,15 @@ def run_command(overrides: list[str]) -> int:
             fail(str(error))
 
     sys.argv = ["prune-bench run", *overrides]
-    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    except KeyboardInterrupt as error:
+        if len(jobs) > 1:
+            raise interruption_of(error, jobs) from None
+        if isinstance(error, Interrupted):
+            raise
+        raise Interrupted("interrupted before the run started; nothing was saved",
+                          "run the same command to start again") from None
     return 0
 
 
@@ -170,7 +183,8 @@ def table_command(command: str, args: list[str]) -> int:
     if not runs_dir.is_dir():
         raise PruneBenchError(f"--runs-dir: {runs_dir} does not exist (run some experiments first)")
     if options.name not in table_names():
-        raise PruneBenchError(f"{command}: unknown table '{options.name}'; allowed: {', '.join(table_names())}")
+        listing = f"allowed: {', '.join(table_names())}"
+        raise PruneBenchError(f"{command}: unknown table '{options.name}'; {suggest(options.name, table_names(), listing)}")
     try:
         if command == "table":
             _, path, text = write_table(options.name, runs_dir, results_dir)
@@ -182,7 +196,7 @@ def table_command(command: str, args: list[str]) -> int:
         if not inside(error.filename, results_dir):
             raise
         raise PruneBenchError(f"--results-dir: cannot write {results_dir} ({error.strerror or error}); "
-                              "use a writable folder") from None
+                              f"{what_to_do(error, '--results-dir')}") from None
     return 0
 
 
@@ -194,13 +208,36 @@ def _description(path: Path) -> str:
     return ""
 
 
-def list_command() -> int:
-    print("experiments (prune-bench run +exp=NAME):")
-    for path in sorted((conf_dir() / "exp").glob("*.yaml")):
-        print(f"  {path.stem:<32} {_description(path)}")
-    print("\ntables (prune-bench table NAME):")
-    for name in table_names():
-        print(f"  {name:<32} {load_table_spec(name)['title']}")
+def option_groups() -> list[str]:
+    """The config groups a run selects an option of (model=..., data=...): the folders of the
+    config tree, less those with a section of their own in `list` and Hydra's."""
+    return sorted(path.name for path in conf_dir().iterdir()
+                  if path.is_dir() and path.name not in ("exp", "table", "reproduce", "hydra"))
+
+
+def list_command(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="prune-bench list")
+    parser.add_argument("group", nargs="?", help="only this: exp, table, reproduce or a config group (model, ...)")
+    options = parser.parse_args(args)
+    groups = ["exp", *option_groups(), "reproduce", "table"]
+    if options.group is not None and options.group not in groups:
+        listing = f"use {in_words(groups)}"
+        raise PruneBenchError(f"list: unknown group '{options.group}'; {suggest(options.group, groups, listing)}")
+    shown = groups if options.group is None else [options.group]
+    sections = []
+    if "exp" in shown:
+        lines = [f"  {path.stem:<32} {_description(path)}" for path in sorted((conf_dir() / "exp").glob("*.yaml"))]
+        sections.append(["experiments (prune-bench run +exp=NAME):", *lines])
+    chosen = [group for group in option_groups() if group in shown]
+    if chosen:
+        lines = [f"  {group:<12} {', '.join(shipped_names(group))}" for group in chosen]
+        sections.append(["config groups (prune-bench run GROUP=NAME):", *lines])
+    if "reproduce" in shown:
+        sections.append(["papers (prune-bench reproduce NAME):", *(f"  {name}" for name in shipped_names("reproduce"))])
+    if "table" in shown:
+        lines = [f"  {name:<32} {load_table_spec(name)['title']}" for name in table_names()]
+        sections.append(["tables (prune-bench table NAME):", *lines])
+    print("\n\n".join("\n".join(section) for section in sections))
     return 0
 
 

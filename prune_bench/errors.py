@@ -1,4 +1,13 @@
-"""Errors a user can fix. The CLI prints them as one line each and exits with status 2."""
+"""Errors a user can fix. The CLI prints them as one line each and exits with status 2 (130
+for an interruption), and the wording helpers those lines share."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+MAX_SUGGESTIONS = 3
+CLOSENESS = 0.6  # difflib's ratio a suggestion needs
 
 
 class PruneBenchError(Exception):
@@ -15,3 +24,29 @@ class DataError(PruneBenchError):
 
 class CheckpointError(PruneBenchError):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, told truthfully: `what` happened and what was saved ("interrupted after epoch 2
+    of 5"), and what running the command `again` does. `run_dir`: the run it interrupted (None:
+    none was under way); `resumes`: whether that run goes on from something it saved."""
+
+    def __init__(self, what: str, again: str, run_dir=None, resumes: bool = False):
+        super().__init__(f"{what}; {again}")
+        self.what, self.again, self.run_dir, self.resumes = what, again, run_dir, resumes
+
+
+def in_words(names: list[str], last: str = "or") -> str:
+    """a; a or b; a, b or c."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def close_matches(word: str, options: Iterable[str]) -> list[str]:
+    """The options (at most three) that look like a mistyped `word`, closest first."""
+    return difflib.get_close_matches(word, list(options), n=MAX_SUGGESTIONS, cutoff=CLOSENESS)
+
+
+def suggest(word: str, options: Iterable[str], otherwise: str) -> str:
+    """'did you mean a, b or c?' for the options close to `word`; else `otherwise`."""
+    close = close_matches(word, options)
+    return f"did you mean {in_words(close)}?" if close else otherwise

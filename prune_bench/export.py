@@ -265,18 +265,37 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None,
     """Export a finished run's model in `formats` into `out_dir` (default RUN_DIR/export), each
     file checked against the PyTorch model at batch sizes 1 and 7; returns the manifest
     (also written as export.json). Raises PruneBenchError, leaving nothing behind, on failure."""
+    run_dir = Path(run_dir).expanduser()
+    record = finished_run(run_dir)
+    out_dir = Path(out_dir).expanduser() if out_dir is not None else run_dir / "export"
+    model, spec = load_run_model(run_dir)
+    data = data_description(run_dir)
+
+    def describe(written: dict, versions: dict) -> dict:
+        return build_manifest(run_dir, record, spec, model, data, written, versions)
+
+    return export_model(model, out_dir, formats, data["image_shape"], data["mean"], data["std"], describe)
+
+
+def export_model(model: nn.Module, out_dir: Path | str, formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
+                 image_shape=(3, 32, 32), mean=None, std=None, describe=None) -> dict:
+    """Export any model (one slimmed with prune_bench.pruning.dpm.slim, say) in `formats` into
+    `out_dir`, each file loaded back and checked against the PyTorch model at batch sizes 1 and 7
+    on inputs normalised with `mean`/`std` (0..255 units; default: none). Returns the manifest
+    (`describe(written, versions)`'s, or the formats and the input shape), also written as
+    export.json. Raises PruneBenchError, leaving nothing behind, on failure."""
     formats = parse_formats(",".join(formats))
     versions = {"torch": torch.__version__}
     if "onnx" in formats:
         versions.update(require_onnx())
-    run_dir = Path(run_dir).expanduser()
-    record = finished_run(run_dir)
-    out_dir = Path(out_dir).expanduser() if out_dir is not None else run_dir / "export"
+    out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise PruneBenchError(f"--out: {out_dir} is a file, not a folder")
-    model, spec = load_run_model(run_dir)
-    data = data_description(run_dir)
-    inputs = verification_inputs(data["mean"], data["std"], data["image_shape"])
+    image_shape = list(image_shape)
+    mean = [0.0] * image_shape[0] if mean is None else mean
+    std = [1.0] * image_shape[0] if std is None else std
+    model = model.cpu().float().eval()
+    inputs = verification_inputs(mean, std, image_shape)
     example = torch.from_numpy(inputs[max(VERIFY_BATCH_SIZES)][:EXAMPLE_BATCH_SIZE].copy())
 
     created = _folders_to_create(out_dir)
@@ -304,7 +323,9 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None,
             forward, how = load(path)
             written[name] = {"file": FILES[name], "bytes": path.stat().st_size, **details,
                              "verified": verify(forward, model, inputs, name, how)}
-        manifest = build_manifest(run_dir, record, spec, model, data, written, versions)
+        manifest = (describe(written, versions) if describe is not None else
+                    {"input": {"shape": ["batch", *image_shape], "dtype": "float32"}, "formats": written,
+                     "versions": versions})
         atomic_write_json(staging / MANIFEST, manifest)
         for name in formats:  # the model files first, the manifest last: a manifest means a whole export
             os.replace(staging / FILES[name], out_dir / FILES[name])

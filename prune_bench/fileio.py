@@ -17,19 +17,58 @@ def _umask() -> int:
     return current
 
 
+class _RecordingWriter:
+    """A file handle that remembers the first write that failed: torch.save reports a failed
+    write (a full disk) as a RuntimeError about zip offsets, which says nothing to a user."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def _noted(self, call, *args):
+        try:
+            return call(*args)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def write(self, data) -> int:
+        return self._noted(self.handle.write, data)
+
+    def flush(self) -> None:
+        self._noted(self.handle.flush)
+
+    def finish(self) -> None:
+        """Everything written on the disk, then closed."""
+        self.flush()
+        self._noted(os.fsync, self.handle.fileno())
+        self._noted(self.handle.close)
+
+
 def _atomic_write(path: Path, write) -> None:
+    """Write through `write(handle)` into a temporary file beside `path`, then rename it over
+    `path`. A write that failed (a full disk, a quota) raises its OSError naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    writer = _RecordingWriter(os.fdopen(fd, "wb"))
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            write(writer)
+            writer.finish()
+        finally:
+            if not writer.handle.closed:
+                try:
+                    writer.handle.close()
+                except OSError:  # its buffer could not be written either: the first failure says why
+                    pass
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual file mode
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        failed = writer.error
+        if failed is not None and isinstance(error, Exception):
+            raise OSError(failed.errno, failed.strerror, str(path)) from None
         raise
 
 

@@ -60,6 +60,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.runs_per_gpu",
     "trainer.device_pool",
     "logger",
+    "latency",
     "data.root",
     "data.cache_dir",
     "data.path",
@@ -69,6 +70,23 @@ NON_SEMANTIC_KEYS = (
 
 
 # ----------------------------------------------------------------------------- identity
+
+
+def as_earlier_versions_hashed(tree: dict) -> None:
+    """Keys that entered the config after runs were written without them, or left it after runs
+    were written with them, are hashed so that those runs keep their folders (0.2):
+    - data.mixup_alpha (new): left out at 0, which computes what runs before it computed;
+    - pruner.otov2 (new): only the otov2 host reads it; left out for the other hosts;
+    - pruner.latency_repeats (retired: the latency measurement has its own section, outside the
+      identity): DPM runs before hashed it, at its default 5, so a DPM run's identity still does."""
+    data = tree.get("data", {})
+    if data.get("mixup_alpha") == 0:
+        data.pop("mixup_alpha")
+    pruner = tree.get("pruner", {})
+    if pruner.get("name") == "dpm":
+        if pruner.get("host") != "otov2":
+            pruner.pop("otov2", None)
+        pruner.setdefault("latency_repeats", 5)
 
 
 def _drop(tree: dict, dotted: str) -> None:
@@ -88,6 +106,7 @@ def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = (), device=None) ->
     tree["trainer"]["precision"] = resolve_precision(cfg.trainer.precision, device)
     for key in NON_SEMANTIC_KEYS + tuple(drop):
         _drop(tree, key)
+    as_earlier_versions_hashed(tree)
     return tree
 
 

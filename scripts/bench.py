@@ -15,6 +15,7 @@ Add a benchmark: a function `bench_<name>(args)` decorated with @benchmark.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import queue as queue_module
@@ -32,6 +33,7 @@ from reference_loop import time_reference
 from prune_bench.config.compose import compose_config
 from prune_bench.config.shipped import conf_dir
 from prune_bench.data import (
+    Augment,
     DeviceData,
     load_arrays,
     load_data,
@@ -53,6 +55,7 @@ from prune_bench.pruning import (
     gmp_masks,
     magfirst_masks,
 )
+from prune_bench.pruning.dpm.slim import slim
 
 BENCHMARKS: dict[str, Callable] = {}
 
@@ -339,8 +342,8 @@ def bench_dpm(args) -> None:
 
     def one_selection():
         pruner.pending, pruner.cooldown = [], []
-        pruner._project()
-        pruner._select(steps["2 of 20 events"])
+        pruner.project()
+        pruner.select(steps["2 of 20 events"])
 
     select_s = seconds_per_call(one_selection, device, calls=max(1, args.steps // 2))
     plain = train_s["plain"]
@@ -355,11 +358,22 @@ def bench_dpm(args) -> None:
 
 
 def latency_pairs(args) -> list[ModelPair]:
-    """The (dense, slimmed) pairs to time: a finished run's (--run DIR). Another source adds a
-    ModelPair here."""
+    """The (dense, slimmed) pairs to time: a finished run's (--run DIR), and a model slimmed by the
+    product's own DepGraph slimming (--slim MODEL: to --speedup; without --run, ResNet-56 at 2.11x, the
+    paper's speed-up by Torch-Pruning's counter; the weights are seeded random, which the timing
+    does not depend on)."""
     pairs = []
     if args.run:
         pairs.append(model_pair_from_run(args.run, args.device))
+    model = args.slim if args.slim is not None else ("" if args.run else "resnet56")
+    if model:
+        options = {"shortcut": "B"} if model.startswith("resnet") and model != "resnet50" else {}
+        torch.manual_seed(0)
+        dense = build_model(model, **options).eval()
+        slimmed, report = slim(copy.deepcopy(dense), torch.zeros(1, 3, 32, 32), speedup=args.speedup)
+        label = (f"{model} slimmed to {report['speedup_achieved']:.3f}x FLOPs ({report['counter']}), "
+                 f"params {report['params_pct']:.1f}%")
+        pairs.append(ModelPair(label, dense.to(args.device), slimmed.eval().to(args.device)))
     return pairs
 
 
@@ -388,11 +402,12 @@ def print_latency(pair: ModelPair, args) -> dict:
 
 @benchmark
 def bench_latency(args) -> dict:
-    """Forward latency, dense vs slimmed (--run DIR: a finished run's model.pt and its unpruned
-    spec), at each --latency-batches size (default 1 and 256)."""
+    """Forward latency, dense vs slimmed (--slim MODEL slimmed by the product's DepGraph slimming;
+    --run DIR: a finished run's model.pt and its unpruned spec), at each --latency-batches size
+    (default 1 and 256)."""
     pairs = latency_pairs(args)
     if not pairs:
-        print("latency: left out (needs --run DIR, a finished run with model.pt)")
+        print("latency: left out (needs --run DIR or --slim MODEL)")
         return {}
     return {pair.label: print_latency(pair, args) for pair in pairs}
 
@@ -483,14 +498,14 @@ def time_epoch(model_name: str, mode: Mode, data: DeviceData, cfg, args) -> dict
         warm = replace(data, train_images=data.train_images[:n], train_labels=data.train_labels[:n])
 
     started = time.perf_counter()
-    train_epoch(training, warm, trainer, 0, True, state)
+    train_epoch(training, warm, trainer, 0, Augment(), state)
     evaluate(training.forward, data, runtime)
     synchronize(device)
     warmup_s = time.perf_counter() - started
 
     timed = data_slice(data, args.epoch_steps, batch_size)
     started = time.perf_counter()
-    entry = train_epoch(training, timed, trainer, 1, True, state)
+    entry = train_epoch(training, timed, trainer, 1, Augment(), state)
     synchronize(device)
     train_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -527,11 +542,11 @@ def _pack_worker(rank: int, model_name: str, device_name: str, batch_size: int, 
     torch.manual_seed(rank)
     training = loop_training(runtime.place(build_model(model_name)), cfg, data, runtime, batch_size)
     state = FitState()
-    train_epoch(training, data_slice(data, 3, batch_size), trainer, 0, True, state)  # warm-up
+    train_epoch(training, data_slice(data, 3, batch_size), trainer, 0, Augment(), state)  # warm-up
     synchronize(device)
     barrier.wait(timeout=600)
     started = time.monotonic()  # one clock for every process (CLOCK_MONOTONIC)
-    train_epoch(training, data, trainer, 1, True, state)
+    train_epoch(training, data, trainer, 1, Augment(), state)
     synchronize(device)
     results.put((rank, started, time.monotonic(), data.n_train))
 
@@ -714,6 +729,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true")
     latency = parser.add_argument_group("latency (dense vs slimmed forward time)")
     latency.add_argument("--run", help="a finished run's directory: its slimmed model against the dense one")
+    latency.add_argument("--slim", help="a model to slim with DepGraph and time (default: resnet56 unless "
+                         "--run is given; empty: none)")
+    latency.add_argument("--speedup", type=float, default=2.11, help="--slim's FLOPs speed-up (default 2.11)")
     latency.add_argument("--latency-batches", default="1,256", help="batch sizes (default 1,256)")
     latency.add_argument("--threads", type=int, help="CPU threads to time at (default: torch's current count)")
     latency.add_argument("--latency-seconds", type=float, default=20.0,

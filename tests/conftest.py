@@ -1,11 +1,13 @@
 """Shared helpers: tiny synthetic configs composed from the shipped config tree, and a way to
-run the real CLI in a subprocess."""
+run the real CLI in a subprocess; and a HOME of its own for the test session (below)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,59 @@ from prune_bench.engine.progress import Monitor
 from prune_bench.errors import ConfigError
 from prune_bench.optim import build_scheduler
 from prune_bench.scale.status import inspect_run
+
+# ----------------------------------------------------------------------------- a HOME of its own
+#
+# Tests write only under temporary folders. Tools write under ~ on their own: wandb (~/.cache/wandb,
+# ~/.config/wandb, ~/.local/share/wandb), onnxruntime (~/.cache/Microsoft), matplotlib (~/.config
+# and ~/.cache/matplotlib), pip, triton and CUDA on a GPU, and prune-bench's own defaults
+# (paths.data_root with its decoded-data cache, the device locks). So the session gets a HOME of
+# its own, which catches the tools that know only ~ (and those nobody listed), and each known
+# tool's variable points into a folder beside it, so that HOME stays empty unless a tool ignores
+# its variable (tests/test_isolation.py checks that a run with every logger leaves it empty).
+# Set in pytest_configure, before any test module is imported, not in a fixture: matplotlib, which
+# prune_bench.report and prune_bench.cli import, makes its folders when it is imported, i.e. while
+# tests are collected. Subprocesses inherit the variables (run_cli passes os.environ).
+
+CACHE_VARIABLES = {  # variable -> its folder under the session's folder
+    "XDG_CACHE_HOME": "cache", "XDG_CONFIG_HOME": "config", "XDG_DATA_HOME": "data", "XDG_STATE_HOME": "state",
+    "WANDB_DIR": "wandb/runs", "WANDB_CACHE_DIR": "wandb/cache", "WANDB_CONFIG_DIR": "wandb/config",
+    "WANDB_DATA_DIR": "wandb/data", "MPLCONFIGDIR": "matplotlib",
+    "TRITON_HOME": "triton", "CUDA_CACHE_PATH": "cuda",  # torch.compile on a GPU: ~/.triton, ~/.nv
+}
+# the user's own folders for prune-bench: tests use their defaults, under the session's HOME
+USER_FOLDERS = ("PRUNE_BENCH_DATA", "PRUNE_BENCH_CACHE", "PRUNE_BENCH_DEVICE_LOCKS")
+IMPORT_TIME_WRITERS = ("matplotlib", "wandb", "onnxruntime")
+
+
+def isolated_environment(folder: Path) -> dict[str, str]:
+    """HOME (folder/home, empty) and every CACHE_VARIABLES folder under `folder`, made."""
+    env = {"HOME": str(folder / "home"), **{name: str(folder / sub) for name, sub in CACHE_VARIABLES.items()}}
+    for path in env.values():
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+SESSION_FOLDER: Path | None = None
+
+
+def pytest_configure(config) -> None:
+    global SESSION_FOLDER
+    imported = [name for name in IMPORT_TIME_WRITERS if name in sys.modules]
+    if imported:
+        raise pytest.UsageError(f"{', '.join(imported)} imported before the tests' HOME was set (conftest.py)")
+    SESSION_FOLDER = Path(tempfile.mkdtemp(prefix="prune-bench-tests-"))
+    os.environ.update(isolated_environment(SESSION_FOLDER))
+    for name in USER_FOLDERS:
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config) -> None:
+    if SESSION_FOLDER is not None:
+        shutil.rmtree(SESSION_FOLDER, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- configs and the CLI
 
 
 def make_config(overrides: list[str]):
@@ -134,7 +189,7 @@ TINY_DPM = [
     "trainer.batch_size=25", "trainer.eval_batch_size=50", "trainer.progress=none",
     "pruner=dpm", "pruner.speedup=1.6", "pruner.sparse.epochs=2", "pruner.finetune.epochs=3",
     "pruner.prune_epochs=2", "pruner.prune_steps=4", "pruner.sp_steps=2", "pruner.sr_cooldown=2",
-    "pruner.latency_repeats=1",
+    "latency.batch_sizes=[1,4]", "latency.min_repeats=3", "latency.max_seconds=0.2",
 ]
 
 

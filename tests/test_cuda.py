@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import interrupt_in_epoch, make_config
-from prune_bench.data import load_data, train_batches
+from prune_bench.data import Augment, load_data, train_batches
 from prune_bench.engine import run as experiment
 from prune_bench.engine.loop import train_step
 from prune_bench.engine.runtime import Runtime
@@ -46,7 +46,7 @@ def device_data(tmp_path, device, train_size=256):
 
 
 def first_batch(data, batch_size=32, seed=0):
-    return next(train_batches(data, batch_size, seed=seed, epoch=0, augment=False, channels_last=True))
+    return next(train_batches(data, batch_size, seed=seed, epoch=0, augment=Augment(crop_flip=False), channels_last=True))
 
 
 def test_bf16_channels_last_steps_lower_the_loss(device, tmp_path):

@@ -19,6 +19,7 @@ from prune_bench.errors import ConfigError, PruneBenchError
 from prune_bench.metrics import MacCounter, count_params_macs
 from prune_bench.models import ModelSpec, build_model
 from prune_bench.pruning import TrainContext, build_pruner
+from prune_bench.pruning.dpm.pruner import sp_target
 from prune_bench.pruning.dpm.shapes import layer_shapes, restore_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -181,11 +182,12 @@ def test_sp_takes_a_picked_groups_norm_linearly_to_zero_in_n_steps_while_the_res
     assert pruner.counts == {"picked": len(picks), "released": 0, "removed": len(picks)}
 
 
-def test_cosine_schedule():
-    pruner = build_pruner(dpm_config(decay="sp", sp_steps=4, sp_schedule="cosine"))
-    n = torch.arange(5, dtype=torch.float32)
-    expected = torch.tensor([2 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)])
-    torch.testing.assert_close(pruner._l_target(torch.full((5,), 2.0), n), expected)
+def test_sp_target_schedules_by_hand():
+    n = torch.arange(6, dtype=torch.float32)  # past n = length the target stays zero
+    norm_init, length = torch.full((6,), 2.0), torch.full((6,), 4.0)
+    cosine = torch.tensor([2 * 0.5 * (1 + math.cos(math.pi * min(k, 4) / 4)) for k in range(6)])
+    torch.testing.assert_close(sp_target(norm_init, n, length, "cosine"), cosine)
+    torch.testing.assert_close(sp_target(norm_init, n, length, "linear"), torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, 0.0]))
 
 
 def test_removal_is_exact_outputs_equal_the_decayed_to_zero_models():
@@ -213,20 +215,30 @@ def test_removal_is_exact_outputs_equal_the_decayed_to_zero_models():
         torch.testing.assert_close(outputs["removed"][mode], outputs["decayed"][mode], rtol=1e-5, atol=1e-5)
 
 
-def test_decay_none_removes_picks_at_once_and_reaches_the_speedup_at_the_last_event():
+def test_decay_none_removes_picks_at_once_and_stops_where_the_papers_counter_crosses_each_target():
+    """Each event's target is in the paper's FLOPs (Torch-Pruning's counter); the host picks until
+    that counter meets it and no further: one pick fewer and the model would be above it."""
     pruner = build_pruner(dpm_config(decay="none", prune_epochs=2, prune_steps=4, speedup=2.0))
     loop = Loop(pruner, epochs=3)
     assert pruner.events == [5, 10, 15, 20]
-    macs_original = pruner.macs_original
+    ops_original = pruner.originals["paper"]["ops"]
+    assert ops_original == tp.utils.count_ops_and_params(build_model("resnet20", shortcut="B"),
+                                                         torch.zeros(1, 3, 32, 32))[0]
     for t in range(1, 21):
         replaced = loop.step()
         assert (replaced is not None) == (t in pruner.events)
         if t in pruner.events:
             j = pruner.events.index(t) + 1
-            target = macs_original - j / 4 * (macs_original - macs_original / 2.0)
+            target = ops_original - j / 4 * (ops_original - ops_original / 2.0)
+            ops = tp.utils.count_ops_and_params(loop.model, torch.zeros(1, 3, 32, 32))[0]
+            (select,) = [e for e in pruner.report()["event_log"] if e["event"] == "select" and e["step"] == t]
+            assert ops == select["ops"] <= target < select["ops_before_last_pick"]
             _, macs = count_params_macs(loop.model)
-            assert macs <= target and macs == pruner.mac_counter.total() == pruner.projected_macs
-    assert macs_original / count_params_macs(loop.model)[1] >= 2.0
+            assert macs == pruner.mac_counter.total() == pruner.projected_macs
+    pruner.finish(lambda model: {})
+    report = pruner.report()
+    assert report["speedup_achieved"] >= 2.0 and report["counter"] == "Torch-Pruning's counter"
+    assert report["conv_linear"]["speedup"] != report["speedup_achieved"]  # the two counters differ
 
 
 # ---------------------------------------------------------------------------------- SR
@@ -269,12 +281,13 @@ def test_sr_releases_a_group_whose_gradient_wants_it_back_and_the_speedup_still_
     assert [target.group, index, 11 + 100] in pruner.cooldown
     assert channel_norm(pruner, target.group, index) > target.norm_init  # it kept its (grown) weights
     assert pruner.counts["picked"] > picks_before  # a replacement, picked at once
-    assert pruner.projected_macs <= pruner.macs_original / 1.5
+    assert pruner.projected_count([]).ops <= pruner.originals["paper"]["ops"] / 1.5
     loop.extra_loss = None
     for _ in range(19):
         loop.step()
     assert not pruner.pending
-    assert pruner.macs_original / count_params_macs(loop.model)[1] >= 1.5
+    ops = tp.utils.count_ops_and_params(loop.model, torch.zeros(1, 3, 32, 32))[0]
+    assert pruner.originals["paper"]["ops"] / ops >= 1.5
 
 
 def test_without_sr_nothing_is_released():
@@ -388,7 +401,7 @@ BASE = ["model=resnet56", "model.shortcut=B", "pruner=dpm", "data=synthetic"]
 
 
 @pytest.mark.parametrize("override, key", [
-    ("pruner.host=otov2", "pruner.host"),
+    ("pruner.host=pruneall", "pruner.host"),
     ("pruner.decay=fast", "pruner.decay"),
     ("pruner.speedup=1.0", "pruner.speedup"),
     ("pruner.sp_steps=0", "pruner.sp_steps"),

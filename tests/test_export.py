@@ -24,22 +24,8 @@ from prune_bench.errors import PruneBenchError
 from prune_bench.export import FILES, INSTALL_HINT, TOLERANCE, export_run
 from prune_bench.models import build_model
 
-pytestmark = pytest.mark.usefixtures("one_thread", "onnxruntime_cache_in_tmp")
+pytestmark = pytest.mark.usefixtures("one_thread")
 BATCH_SIZES = (1, 3, 7)  # 3: neither size the export checked itself
-
-
-@pytest.fixture(scope="module", autouse=True)
-def onnxruntime_cache_in_tmp(tmp_path_factory):
-    """onnxruntime writes a device id and an events file under $XDG_CACHE_HOME (default ~/.cache)
-    when it is imported: point it into a temporary folder, for this process (onnx and onnxruntime
-    are imported inside the tests, after this) and the CLI's subprocesses."""
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    yield
-    if before is None:
-        os.environ.pop("XDG_CACHE_HOME")
-    else:
-        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +75,7 @@ def test_the_cli_writes_every_format_and_the_manifest_and_says_how_each_was_chec
 
 
 def test_onnx_matches_pytorch_with_a_free_batch_dimension(exported):
-    import onnx  # imported here, after onnxruntime_cache_in_tmp (onnxruntime writes its cache on import)
+    import onnx  # imported here: onnxruntime writes its cache when imported (under the tests' HOME, conftest.py)
     import onnxruntime
 
     run_dir, out, _ = exported

@@ -400,7 +400,7 @@ def expected_masks(name, weights, grads, masks, n_prune):
 
 @pytest.mark.parametrize("name", ["gmp", "fggp", "magfirst"])
 def test_an_event_ranks_the_weights_the_forward_pass_used(name):
-    # PAPERS.md section 2: the authors prune through torch.nn.utils.prune, so the |w| ranked at an
+    # docs/methods/fggp2024.md: the authors prune through torch.nn.utils.prune, so the |w| ranked at an
     # event right after optimizer.step() is module.weight as the forward pass computed it: the
     # weights before that step. The gradient is that step's raw minibatch gradient.
     pruner, before, pre_step, grads, post_step = one_event_step(name, lr=0.5)

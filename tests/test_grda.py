@@ -1,4 +1,4 @@
-"""gRDA (Chao et al. 2020; PAPERS.md section 3): the optimizer against hand-computed values and
+"""gRDA (Chao et al. 2020; docs/methods/grda2020.md): the optimizer against hand-computed values and
 closed forms, its state, its config checks, the paper's lr schedule and the experiments."""
 
 import copy

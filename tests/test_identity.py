@@ -1,10 +1,15 @@
 """Run identity and data labels: what is computed decides the directory and the table cell."""
 
+import pytest
 import torch
 
 from conftest import make_config
+from prune_bench import layout
 from prune_bench.data import data_label
+from prune_bench.engine.runtime import resolve_precision
+from prune_bench.engine.stages import plan_stages
 from prune_bench.layout import run_identity
+from prune_bench.pruning import build_pruner
 
 INFO = {"dataset": "cifar10", "format": "synthetic", "n_train": 200, "n_test": 100}
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -21,9 +26,7 @@ def test_precision_is_part_of_the_identity():
 
 
 def test_the_identity_uses_the_resolved_precision_not_the_setting():
-    # `auto` is bf16 on CUDA and fp32 on CPU (train.Runtime): the identity follows what runs
-    from prune_bench.engine.runtime import resolve_precision
-
+    # `auto` is bf16 on CUDA and fp32 on CPU (engine.runtime): the identity follows what runs
     assert resolve_precision("auto", CPU) == "fp32" and resolve_precision("auto", CUDA) == "bf16"
     assert resolve_precision("bf16", CPU) == "bf16" and resolve_precision("fp32", CUDA) == "fp32"
     auto_cpu = identity("trainer.precision=auto", device=CPU)
@@ -44,3 +47,35 @@ def test_the_data_label_names_a_test_subset():
     assert data_label({**full, "n_train": 5000}) == "cifar10-jpeg-n5000"
     assert data_label({**full, "n_test": 1000}) == "cifar10-jpeg-test1000"
     assert data_label({**full, "n_train": 5000, "n_test": 1000}) == "cifar10-jpeg-n5000-test1000"
+
+
+def jpeg(n_train, n_test):
+    return {"dataset": "cifar10", "format": "jpeg", "n_train": n_train, "n_test": n_test}
+
+
+SGA_QUICK = ["+exp=resnet56_sga", "model=resnet20", "data=cifar10_jpeg", "data.train_per_class=1000",
+             "data.test_per_class=500", "trainer.epochs=4"]
+# Folders the previous release (0.1) wrote for these commands (its quick figures, docs/measurements.md):
+# a runs folder of it stays usable only if this version finds its runs under the same names.
+EARLIER_FOLDERS = [
+    (["+exp=smoke"], {"dataset": "cifar10", "format": "synthetic", "n_train": 2000, "n_test": 500},
+     "resnet20_sgd_none-1708f9125be1", []),
+    (["+exp=resnet20_sgd_quick", "trainer.epochs=1", "data.train_per_class=1000"], jpeg(10000, 10000),
+     "resnet20_sgd_none-5e343945ba54", []),
+    (SGA_QUICK, jpeg(10000, 5000), "resnet20_sga_magnitude-eb9dcd836452", [".trained/resnet20_sga-48aa5d91e591"]),
+    (["+exp=fggp2024_quick"], jpeg(5000, 10000), "resnet20_sgd_fggp-d45f20817448", []),
+    (["+exp=grda2020_quick"], jpeg(5000, 2000), "resnet20_grda_none-1ecd6dc19981", []),
+    *[(["+exp=dpm2024_quick", f"pruner.decay={decay}"], jpeg(5000, 10000), folder,
+       [".trained/resnet20_sgd-1bf444e4913b", ".trained/resnet20_depgraph-sparse-7453f3bdd023"])
+      for decay, folder in (("none", "resnet20_sgd_dpm-6ea617ee6365"), ("sp", "resnet20_sgd_dpm-4a4ee507551c"),
+                            ("sp+sr", "resnet20_sgd_dpm-f9a4900b0864"))],
+]
+
+
+@pytest.mark.parametrize("overrides, info, folder, shared", EARLIER_FOLDERS, ids=lambda v: v if isinstance(v, str) else None)
+def test_the_runs_an_earlier_version_wrote_keep_their_folders(overrides, info, folder, shared):
+    cfg = make_config(overrides)
+    stages = plan_stages(cfg, info, build_pruner(cfg.pruner))
+    runs = layout.runs_root(cfg)
+    assert stages[-1].directory == runs / folder
+    assert [stage.directory for stage in stages[:-1]] == [runs / path for path in shared]

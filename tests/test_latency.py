@@ -183,5 +183,6 @@ def test_latency_benchmark_prints_dense_slimmed_and_ratio_per_batch(slimmed_run,
         line = next(line for line in out.splitlines() if f"batch {batch_size}, cpu, 1 threads, fp32]" in line)
         assert f"dense {c.dense.median_ms:.3f} ms" in line and f"slimmed {c.slimmed.median_ms:.3f} ms" in line
         assert f"dense / slimmed = {c.speedup:.3f}x" in line
-    assert bench.bench_latency(bench.parse_args(["latency", "--device", "cpu"])) == {}
+    assert list(figures) == [slimmed_run.name]  # --run alone times that run only
+    assert bench.bench_latency(bench.parse_args(["latency", "--slim", "", "--device", "cpu"])) == {}
     assert "latency: left out (needs --run DIR" in capsys.readouterr().out

@@ -395,7 +395,7 @@ def test_release_moves_a_group_back_and_a_replacement_keeps_the_gp_count():
         optimizer.release([optimizer.important_groups()[0]])
 
 
-def test_release_never_takes_the_last_channel_of_a_group():
+def test_release_never_takes_the_last_channel_of_a_group_and_needs_a_replacement():
     # K = int(16 * 0.9) = 14 = 16 - one channel per group: each group has one channel outside G_p
     model, zigs, optimizer = tiny_run(partition_step=0, tolerance_group_sparsity=0.4, epsilon=0.0)
     images, labels = toy_data()
@@ -405,8 +405,9 @@ def test_release_never_takes_the_last_channel_of_a_group():
     in_group = [z for z in zigs.ids(name) if z in optimizer.redundant_groups()]
     first, second = optimizer.release(in_group[:1]), optimizer.release(in_group[1:2])
     assert first[0] in zigs.ids(name)  # the only movable channel: the other group is full
-    assert second == [None]  # nothing may move now; G_p shrinks by one
-    assert len(optimizer.redundant_groups()) == 13
+    assert second == [None]  # nothing may move now, so the group is not released: G_p holds
+    assert len(optimizer.redundant_groups()) == 14 and in_group[1] in optimizer.redundant_groups()
+    assert in_group[0] not in optimizer.redundant_groups()
     for group in zigs.groups:
         assert len(set(zigs.ids(group)) - set(optimizer.redundant_groups())) >= 1
 

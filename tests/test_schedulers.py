@@ -27,7 +27,7 @@ def test_cosine_per_iteration():
 
 
 def test_grda_piecewise_schedule():
-    # PAPERS.md section 3: 1 while e/E <= 0.5, linear to 0.01 at e/E = 0.9, then 0.01; here with
+    # docs/methods/grda2020.md: 1 while e/E <= 0.5, linear to 0.01 at e/E = 0.9, then 0.01; here with
     # epochs numbered from 0 (the authors' numbering from 1 is tested in test_grda.py).
     cfg = {"name": "grda_piecewise", "hold": 0.5, "end": 0.9, "final_factor": 0.01, "per_epoch": True,
            "first_epoch": 0}

@@ -44,7 +44,7 @@ def test_a_string_is_never_read_as_a_bool():
     ("+trainer.epoch=3", "trainer.epoch: unknown key; did you mean trainer.epochs?"),
     ("+optimizer.lrr=0.1", "optimizer.lrr: unknown key; did you mean optimizer.lr?"),
     ("+data.synthetic.train=5", "data.synthetic.train: unknown key; did you mean data.synthetic.train_size?"),
-    ("+foo=bar", "foo: unknown key; the top level has data, logger, model, name, optimizer, paths, pruner, "
+    ("+foo=bar", "foo: unknown key; the top level has data, latency, logger, model, name, optimizer, paths, pruner, "
                  "scheduler, seed, trainer"),
 ])
 def test_an_added_unknown_key_names_the_closest_valid_key(override, message):

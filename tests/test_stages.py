@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from conftest import Crash, crash_after_checkpoint, make_config
 from prune_bench import layout
-from prune_bench.data import load_data, steps_per_epoch
+from prune_bench.data import Augment, load_data, steps_per_epoch
 from prune_bench.engine import run as experiment
 from prune_bench.engine.loop import FitState, Training, train_epoch
 from prune_bench.engine.runtime import Runtime
@@ -20,7 +20,7 @@ from prune_bench.pruning import TrainContext, build_pruner
 INFO = {"dataset": "cifar10", "format": "synthetic", "n_train": 200, "n_test": 100}
 DPM = ["pruner=dpm", "model.shortcut=B", "pruner.sparse.epochs=1", "pruner.finetune.epochs=2",
        "pruner.prune_epochs=1", "pruner.prune_steps=2", "pruner.sp_steps=2", "pruner.sr_cooldown=2",
-       "pruner.speedup=1.3", "pruner.latency_repeats=1"]
+       "pruner.speedup=1.3", "latency.batch_sizes=[1]", "latency.min_repeats=3", "latency.max_seconds=0.1"]
 
 
 def quiet(line):
@@ -139,7 +139,7 @@ def test_a_model_a_structural_pruner_hands_back_keeps_compilation_and_memory_for
     training = Training(model, build, pruner, ctx, runtime)
     pruner.start(ctx)
     first = training.model
-    entry = train_epoch(training, data, trainer, 0, True, FitState())  # the event at the stage's last step slims
+    entry = train_epoch(training, data, trainer, 0, Augment(), FitState())  # the event at the stage's last step slims
     assert entry is not None and pruner.report()["groups"]["removed"] > 0
     slimmed = training.model
     assert sum(p.numel() for p in slimmed.parameters()) < sum(p.numel() for p in spec.build().parameters())
@@ -148,7 +148,7 @@ def test_a_model_a_structural_pruner_hands_back_keeps_compilation_and_memory_for
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert ctx.model is slimmed and ctx.optimizer is training.optimizer
     assert first is slimmed  # Torch-Pruning slims in place; what the loop re-applies is format and compilation
-    assert train_epoch(training, data, trainer, 0, True, FitState(epoch=1)) is not None  # and it trains on
+    assert train_epoch(training, data, trainer, 0, Augment(), FitState(epoch=1)) is not None  # and it trains on
 
 
 def synthetic_data(n):

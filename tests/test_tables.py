@@ -10,7 +10,6 @@ from omegaconf import OmegaConf
 
 from conftest import make_config, run_cli
 from prune_bench.errors import ConfigError
-from prune_bench.report import plots
 from prune_bench.report import tables as results
 
 DATA = {
@@ -215,46 +214,3 @@ def test_a_table_without_matching_runs_says_so_in_one_line_and_writes_nothing(tm
     done = run_cli(["table", "grda2020", "--runs-dir", "runs", "--results-dir", "out"], cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")  # as `plot` does
     assert done.stderr == "prune-bench: error: table: no finished runs under runs match table 'grda2020'\n"
-
-
-def sga_table():
-    spec = results.load_table_spec("sga2024")
-    levels = {"test_acc_trained": 62.0, "levels": {f"p{p}": {"test_acc": 60.0 - p / 2} for p in range(10, 100, 10)}}
-    records = [
-        run_record(["+exp=resnet56_sga"], 60.0, metrics=levels),
-        run_record(["+exp=resnet56_adam"], 60.0, metrics=levels),  # the same numbers: must not hide the other
-        run_record(["+exp=resnet56_adam", "model=resnet20", "trainer.epochs=1", "data=cifar10_jpeg"], 40.0,
-                   data="cifar10-jpeg-n5000", metrics=levels),
-    ]
-    return spec, results.build_table("sga2024", spec, records)
-
-
-def test_a_plot_draws_the_published_numbers_beside_ours_and_hides_no_point():
-    spec, table = sga_table()
-    series = plots.plot_series(spec, table)
-    paper = {s.label: s for s in series if s.published}
-    published = pd.read_csv(results.published_dir() / "sga2024.csv")
-    assert len(paper) == len(published)  # every published number is drawn
-    for _, row in published.iterrows():
-        point = paper[f"published: {row['model']} / {row['optimizer']}"]
-        assert point.xs == [50] and point.ys == [pytest.approx(row["acc_p50"])]
-    ours = [s for s in series if not s.published]
-    assert len(ours) == 3 and len({s.marker for s in ours}) == 3
-    adam, sga = (next(s for s in ours if s.label.startswith(f"resnet56 / {o}:")) for o in ("adam", "sga"))
-    assert adam.ys == sga.ys and adam.dodge != sga.dodge  # equal curves: shifted apart, not drawn on top
-    xs = [x for s in series for x in s.xs]
-    ys = [y for s in series for y in s.ys]
-    for i, a in enumerate(series):  # whatever covers another point is shifted away from it
-        for b in series[i + 1:]:
-            if plots.overlapping(a, b, max(xs) - min(xs), max(ys) - min(ys)):
-                assert a.dodge != b.dodge, (a.label, b.label)
-
-
-def test_plot_labels_name_the_data_and_the_budget_in_words(tmp_path):
-    spec, table = sga_table()
-    labels = [s.label for s in plots.plot_series(spec, table) if not s.published]
-    assert "resnet20 / adam: cifar10-jpeg-n5000, 1 epoch (not the paper's setting)" in labels
-    assert "resnet56 / sga: cifar10-official, 100 epochs" in labels
-    assert not any("1 epochs" in label for label in labels)
-    png = plots.draw(spec, table, "sga2024")
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"

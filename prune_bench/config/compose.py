@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import ConfigError
+from ..errors import ConfigError, suggest
 from .hydra_private import sweep_jobs
 from .schema import first_unknown_key
 from .shipped import conf_dir, shipped_names
@@ -41,7 +41,8 @@ def check_group_overrides(overrides: list[str]) -> None:
         options = shipped_names(group)
         for choice in value.split(","):
             if choice not in options:
-                raise ConfigError(f"{group}={choice}: unknown option; allowed: {', '.join(options)}")
+                listing = f"run prune-bench list {group} to see all {len(options)}"
+                raise ConfigError(f"{group}={choice}: unknown option; {suggest(choice, options, listing)}")
 
 
 def job_overrides(argv: list[str]) -> list[str]:

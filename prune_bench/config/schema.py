@@ -10,13 +10,12 @@ Sections whose keys depend on the component chosen (`model`, `optimizer`, `sched
 `pruner`) are typed `Named`: their schema is the one registered for `<section>.name`
 (`Component(build, validate, schema=...)` in the section's registry; models: MODEL_SCHEMAS).
 A new section with fixed keys gets a dataclass here and a field in ConfigSection; a new section
-of named components gets an entry in NAMED_SECTIONS (README "Extending").
+of named components gets an entry in NAMED_SECTIONS (docs/design.md, "Extending").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..engine.loggers import LOGGERS
+from ..errors import close_matches, in_words
 from ..models import MODEL_SCHEMAS
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..pruning import PRUNERS
@@ -58,6 +58,7 @@ class DataSection:
     download: bool
     sha256: str | None
     augment: bool
+    mixup_alpha: float
     train_per_class: int | None
     test_per_class: int | None
     synthetic: SyntheticSection
@@ -93,6 +94,14 @@ class PathsSection:
 
 
 @dataclass
+class LatencySection:
+    batch_sizes: list[int]
+    min_repeats: int
+    max_seconds: float
+    rel_tol: float
+
+
+@dataclass
 class ConfigSection:
     """The top level of the composed config."""
 
@@ -105,6 +114,7 @@ class ConfigSection:
     pruner: Named
     trainer: TrainerSection
     paths: PathsSection
+    latency: LatencySection
     logger: Selected
 
 
@@ -174,13 +184,13 @@ def describe(kind) -> str:
 
 
 def unknown_key(dotted: str, valid: list[str]) -> str:
-    """One line for a key that is not in its section: the closest of `valid` (the section's
-    keys) if one is close, else all of them."""
+    """One line for a key that is not in its section: the closest (up to three) of `valid` (the
+    section's keys) if any is close, else all of them."""
     *parents, leaf = dotted.split(".")
     prefix = "".join(f"{part}." for part in parents)
-    close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.6)
+    close = close_matches(leaf, valid)
     if close:
-        return f"{dotted}: unknown key; did you mean {prefix}{close[0]}?"
+        return f"{dotted}: unknown key; did you mean {in_words([prefix + key for key in close])}?"
     where = ".".join(parents) or "the top level"
     return f"{dotted}: unknown key; {where} has {', '.join(sorted(valid))}"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..errors import ConfigError
+from ..errors import ConfigError, suggest
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,9 @@ def load_shipped(group: str, name: str, kind: str, required: tuple[str, ...], re
     problem is one line naming `kind` (the config key a user would have mistyped)."""
     path = conf_dir() / group / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"{kind}: unknown {kind} '{name}'; allowed: {', '.join(shipped_names(group)) or 'none'}")
+        names = shipped_names(group)
+        listing = f"allowed: {', '.join(names) or 'none'}"
+        raise ConfigError(f"{kind}: unknown {kind} '{name}'; {suggest(name, names, listing)}")
     spec = OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
     for key in required:
         if key not in spec:

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..models import build_model
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..pruning import PRUNERS, pruner_model_check, select_prunable
-from ..registry import choice, in_range, integer
+from ..registry import choice, in_range, integer, positive
 from ..scale.devices import validate_pool
 from . import schema
 
@@ -29,6 +29,7 @@ def validate(cfg: DictConfig) -> None:
     problems += choice(cfg.data, "name", "data", list(OFFICIAL)) or choice(cfg.data, "source", "data", SOURCES)
     for key in ("train_per_class", "test_per_class"):
         problems += integer(cfg.data, key, "data", allow_none=True)
+    problems += in_range(cfg.data, "mixup_alpha", "data", 0.0, float("inf"))
     for group, registry in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("pruner", PRUNERS)):
         problems += registry[cfg[group].name].validate(cfg[group])
     problems += _check_sparsities(cfg.pruner)
@@ -43,6 +44,7 @@ def validate(cfg: DictConfig) -> None:
     problems += _check_device(str(trainer.device))
     problems += validate_loggers(cfg.get("logger") or {}) + validate_pool(trainer)
     problems += integer(cfg, "seed", "", low=0)
+    problems += check_latency(cfg.latency)
     if not problems and cfg.data.name in OFFICIAL:
         problems += _check_model(cfg, OFFICIAL[cfg.data.name]["num_classes"])
     if problems:
@@ -79,6 +81,15 @@ def _as_typed(value) -> str:
     if OmegaConf.is_list(value) or isinstance(value, list):
         return f"[{', '.join(_as_typed(item) for item in value)}]"
     return str(value)
+
+
+def check_latency(section) -> list[str]:
+    problems = integer(section, "min_repeats", "latency") + positive(section, "max_seconds", "latency")
+    problems += in_range(section, "rel_tol", "latency", 0, 1, closed_low=False)
+    sizes = list(section.batch_sizes)
+    if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+        problems.append(f"latency.batch_sizes: must be a non-empty list of positive integers, got {sizes}")
+    return problems
 
 
 def _check_sparsities(pruner) -> list[str]:

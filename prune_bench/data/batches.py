@@ -110,17 +110,45 @@ def normalise(images: torch.Tensor, data: DeviceData, channels_last: bool = Fals
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def train_batches(data: DeviceData, batch_size: int, seed: int, epoch: int, augment: bool = True,
+@dataclass(frozen=True)
+class Augment:
+    """How training batches are augmented: random crop (zero pad 4) + flip, and mixup."""
+
+    crop_flip: bool = True
+    mixup_alpha: float = 0.0  # > 0: mix each batch with a permutation of itself, weight ~ Beta(alpha, alpha)
+
+    @classmethod
+    def from_config(cls, data_cfg) -> Augment:
+        return cls(bool(data_cfg.augment), float(data_cfg.get("mixup_alpha", 0.0)))
+
+
+def train_batches(data: DeviceData, batch_size: int, seed: int, epoch: int, augment: Augment = Augment(),
                   channels_last: bool = False):
-    """Yields (images, labels) for one epoch: seeded order, augmentation on the device."""
-    generator = epoch_generator(seed, epoch, data.train_images.device)
-    order = torch.randperm(data.n_train, generator=generator, device=data.train_images.device)
+    """Yields (images, targets) for one epoch: seeded order, augmentation on the device.
+    Targets are the labels, or with mixup the mixed one-hot labels (the loss takes either)."""
+    device = data.train_images.device
+    generator = epoch_generator(seed, epoch, device)
+    # mixup's weights: numpy's Beta draw, seeded per epoch like the order (torch has no seeded Beta)
+    mixing = np.random.default_rng(seed * 1_000_003 + epoch) if augment.mixup_alpha > 0 else None
+    order = torch.randperm(data.n_train, generator=generator, device=device)
     for start in range(0, data.n_train, batch_size):
         index = order[start : start + batch_size]
         images = data.train_images[index]
-        if augment:
+        if augment.crop_flip:
             images = crop_flip(images, generator)
-        yield normalise(images, data, channels_last), data.train_labels[index]
+        images, labels = normalise(images, data, channels_last), data.train_labels[index]
+        if mixing is None:
+            yield images, labels
+            continue
+        # mixup (Zhang et al. 2018), as OTOv2's CIFAR tutorials apply it: one weight per batch,
+        # the normalised images and their one-hot labels mixed with a permutation of the batch
+        weight = float(mixing.beta(augment.mixup_alpha, augment.mixup_alpha))
+        partner = torch.randperm(labels.numel(), generator=generator, device=device)
+        one_hot = torch.nn.functional.one_hot(labels, data.num_classes).float()
+        mixed = weight * images + (1 - weight) * images[partner]
+        if channels_last:
+            mixed = mixed.contiguous(memory_format=torch.channels_last)
+        yield mixed, weight * one_hot + (1 - weight) * one_hot[partner]
 
 
 def test_batches(data: DeviceData, batch_size: int, channels_last: bool = False):

@@ -279,21 +279,37 @@ def _detect_kind(path: Path) -> str:
     raise DataError(f"data.path: {path} holds neither CIFAR batches nor train/<class>/ images")
 
 
-def _download(spec: dict, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+# The shipped data= options (conf/data/) that need no download, per dataset, for the hint when
+# the official archive is missing (tests/test_cli_errors.py checks they exist as named).
+NO_DOWNLOAD_OPTIONS = {
+    "cifar10": ["data=cifar10_jpeg (the JPEG copy, at $PRUNE_BENCH_CIFAR10_JPEG)", "data=synthetic"],
+    "cifar100": ["data=synthetic"],
+}
+DATA_ROOT_VARIABLE = "PRUNE_BENCH_DATA"  # conf/paths/default.yaml: paths.data_root
+
+
+def _missing_archive(name: str, spec: dict, archive: Path, why: str) -> DataError:
+    """The archive is not there and was not downloaded (`why`): what to use instead."""
+    options = NO_DOWNLOAD_OPTIONS.get(name, ["data=synthetic"])
+    use = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
+    return DataError(
+        f"data: {archive} not found and {why}; use {use}, or put {spec['archive']} in {archive.parent} "
+        f"(paths.data_root, ${DATA_ROOT_VARIABLE}), or set data.path to a copy (the tarball, its extracted "
+        f"{spec['folder']} folder or an image-folder tree)"
+    )
+
+
+def _download(name: str, spec: dict, target: Path) -> None:
     print(f"downloading {spec['url']} -> {target}", flush=True)
     try:
         with urllib.request.urlopen(spec["url"], timeout=60) as response:
             raw = response.read()
     except (urllib.error.URLError, OSError) as error:
-        raise DataError(
-            f"data: cannot download {spec['url']} ({_reason(error)}); put {spec['archive']} in {target.parent} "
-            f"or set data.path=/path/to/{spec['archive']} (an extracted {spec['folder']} folder or an "
-            "image-folder tree also works)"
-        ) from None
+        cause = error.reason if isinstance(error, urllib.error.URLError) else error  # not "<urlopen error ...>"
+        raise _missing_archive(name, spec, target, f"its download failed ({_reason(cause)})") from None
     if hashlib.md5(raw).hexdigest() != spec["md5"]:
         raise DataError(f"data: checksum mismatch for the download of {spec['url']}; nothing was saved")
-    atomic_write_bytes(target, raw)
+    atomic_write_bytes(target, raw)  # makes data.root only now: a failed download leaves nothing
 
 
 def _path_variable(cfg) -> str | None:
@@ -336,11 +352,8 @@ def _locate(cfg) -> tuple[str, Path]:
     if cfg.source in ("auto", "official"):
         if not archive.is_file():
             if not cfg.download:
-                raise DataError(
-                    f"data: {archive} not found and data.download=false; set data.path to a local "
-                    f"{spec['archive']}, an extracted {spec['folder']} folder or an image-folder tree"
-                )
-            _download(spec, archive)
+                raise _missing_archive(cfg.name, spec, archive, "data.download=false")
+            _download(cfg.name, spec, archive)
         return "official", archive
     raise DataError(f"data.source={cfg.source}: set data.path to the {cfg.source} data")
 

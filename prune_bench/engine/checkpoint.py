@@ -62,6 +62,16 @@ def load_checkpoint(path: Path, identity: str) -> dict:
     return payload
 
 
+def checkpoint_epoch(path: Path) -> int | None:
+    """Completed epochs saved in a checkpoint, or None when it is unreadable (memory-mapped: the
+    weights are not read)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(payload["state"]["epoch"])
+    except Exception:
+        return None
+
+
 def restore(payload: dict, training: Training) -> FitState:
     """Load a checkpoint into a stage's training (whose model already has the saved shapes)."""
     training.model.load_state_dict(payload["model"])

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DeviceData, steps_per_epoch, test_batches, train_batches
+from ..data import Augment, DeviceData, steps_per_epoch, test_batches, train_batches
 from ..pruning import Pruner, TrainContext
 from .runtime import Runtime
 
@@ -55,7 +55,9 @@ class Training:
         optimizer_state, scheduler_state = self.optimizer.state_dict(), self.scheduler.state_dict()
         self.model = self.runtime.place(model)
         self.optimizer, self.scheduler = self.build(self.model)
-        self.optimizer.load_state_dict(self.hooks.carry_optimizer_state(optimizer_state))
+        carried = self.hooks.carry_optimizer_state(optimizer_state)
+        if carried is not None:
+            self.optimizer.load_state_dict(carried)
         self.scheduler.load_state_dict(scheduler_state)
         self.forward = self.runtime.compiled(self.model)
         self.ctx.model, self.ctx.optimizer = self.model, self.optimizer
@@ -88,7 +90,7 @@ class QuietProgress:
         pass
 
 
-def train_epoch(training: Training, data: DeviceData, trainer, seed: int, augment: bool, state: FitState,
+def train_epoch(training: Training, data: DeviceData, trainer, seed: int, augment: Augment, state: FitState,
                 progress=None) -> dict | None:
     """One epoch of training from `state` (its epoch and step advance). Returns the epoch's entry
     (lr, train loss and accuracy, images/s, training seconds), or None when the loss became
@@ -105,9 +107,10 @@ def train_epoch(training: Training, data: DeviceData, trainer, seed: int, augmen
     bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
     seen = done = 0
     progress.start_epoch(epoch, trainer.epochs, n_steps, state, n_images=data.n_train)
-    for images, labels in train_batches(data, trainer.batch_size, seed, epoch, augment, runtime.channels_last):
-        logits, loss, replaced = train_step(training.forward, training.optimizer, training.hooks, images, labels,
+    for images, targets in train_batches(data, trainer.batch_size, seed, epoch, augment, runtime.channels_last):
+        logits, loss, replaced = train_step(training.forward, training.optimizer, training.hooks, images, targets,
                                             state.step, runtime, trainer.label_smoothing)
+        labels = targets if targets.dim() == 1 else targets.argmax(1)  # mixup: the larger share
         if replaced is not None:  # a structural pruner changed the shapes
             training.replace(replaced)
         training.scheduler.step()

@@ -335,6 +335,9 @@ def note_failure(run_dir: Path):
     except Exception as error:
         if run_dir.is_dir():  # a run that failed before its folder existed leaves nothing
             reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
-            atomic_write_json(run_dir / FAILED, {"reason": reason, "traceback": traceback.format_exc(),
-                                                 "host": socket.gethostname(), "time": _now()})
+            try:
+                atomic_write_json(run_dir / FAILED, {"reason": reason, "traceback": traceback.format_exc(),
+                                                     "host": socket.gethostname(), "time": _now()})
+            except OSError:  # a full or read-only disk: the error that met it first is the one to raise
+                pass
         raise

@@ -152,6 +152,30 @@ def build_record(cfg, data, runtime, results: list[StageResult], pruner, metrics
     }
 
 
+def model_size(record: dict) -> str:
+    """What the paper of the run's method reports about the model: a structured run's FLOPs and
+    params as % of the original, its speed-up by the paper's counter and its measured latency; a
+    sparse run's sparsity against its target; else params and MACs."""
+    pruner, sparsity = record.get("pruner") or {}, record["sparsity"]
+    if "flops_pct" in pruner:
+        text = (f"FLOPs {pruner['flops_pct']:.1f}%, params {pruner['params_pct']:.1f}% of the original, "
+                f"{pruner['speedup_achieved']:.2f}x ({pruner['counter']})")
+        if pruner.get("group_sparsity_target") is not None:
+            text += f", {pruner['groups']['removed']} groups removed (target {pruner['group_sparsity_target']:g})"
+        latency = record.get("latency") or {}
+        if latency:
+            measured = ", ".join(f"{entry['speedup']:.2f}x at batch {batch}" + ("" if entry["stable"] else " (unstable)")
+                                 for batch, entry in latency.items())
+            text += f"; measured {measured}"
+        return text
+    text = f"{record['params'] / 1e6:.2f}M params, {record['macs'] / 1e6:.1f}M MACs"
+    if sparsity.get("target") is not None:
+        text += f", sparsity {100 * sparsity['prunable']:.2f}% (target {100 * sparsity['target']:g}%)"
+    elif sparsity.get("prunable"):
+        text += f", sparsity {100 * sparsity['prunable']:.2f}% (all params {100 * sparsity['all']:.2f}%)"
+    return text
+
+
 def summary(record: dict) -> str:
     """One line: what ran, how well, how big, how fast, where the record is."""
     config, metrics = record["config"], record.get("metrics", {})
@@ -165,10 +189,7 @@ def summary(record: dict) -> str:
         if metrics.get("test_acc_trained") is not None and metrics["test_acc_trained"] != metrics.get("test_acc"):
             result += f" (trained {metrics['test_acc_trained']:.2f}%)"
         result += f" best {metrics.get('best_test_acc', float('nan')):.2f}%"
-    sparsity = record["sparsity"]
-    size = f"{record['params'] / 1e6:.2f}M params, {record['macs'] / 1e6:.1f}M MACs"
-    if sparsity.get("prunable"):
-        size += f", sparsity {100 * sparsity['prunable']:.2f}% (all params {100 * sparsity['all']:.2f}%)"
+    size = model_size(record)
     timing = record["timing"]
     speed = f"{timing['train_s']:.0f}s training"
     if timing.get("reused_trained_model"):

@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig
 
 from .. import layout
-from ..data import DeviceData, steps_per_epoch
+from ..data import Augment, DeviceData, steps_per_epoch
 from ..humanize import n_epochs
 from ..metrics import zero_fraction
 from ..models import ModelSpec
@@ -122,7 +122,7 @@ def stage_runtime(runtime: Runtime, hooks: Pruner, log) -> Runtime:
 class StageRunner:
     """Runs a run's stages in order on one device with one data set."""
 
-    def __init__(self, spec: ModelSpec, data: DeviceData, runtime: Runtime, augment: bool, log, monitor: Monitor):
+    def __init__(self, spec: ModelSpec, data: DeviceData, runtime: Runtime, augment: Augment, log, monitor: Monitor):
         self.spec, self.data, self.runtime, self.augment = spec, data, runtime, augment
         self.log, self.monitor = log, monitor
 
@@ -182,11 +182,13 @@ class StageRunner:
             model = runtime.place(restore_shapes(model, payload["architecture"]["layers"]))
         n_steps = steps_per_epoch(data.n_train, stage.trainer.batch_size)
 
+        ctx = TrainContext(model, None, data, n_steps, n_steps * stage.epochs, stage.seed, runtime.device, self.spec)
+
         def build(new_model):
-            optimizer = build_optimizer(stage.optimizer, new_model.parameters())
+            optimizer = (hooks.optimizer(new_model, ctx, stage.optimizer)
+                         or build_optimizer(stage.optimizer, new_model.parameters()))
             return optimizer, build_scheduler(stage.scheduler, optimizer, n_steps, stage.epochs)
 
-        ctx = TrainContext(model, None, data, n_steps, n_steps * stage.epochs, stage.seed, runtime.device, self.spec)
         training = Training(model, build, hooks, ctx, runtime)
         if start is not None:
             torch.manual_seed(stage.seed)

@@ -24,7 +24,8 @@ from ..errors import PruneBenchError
 from ..layout import WORTH_KEEPING
 
 # write errors that no path explains better than "this folder cannot be written"
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NO_ROOM = (*_FULL, errno.EROFS)
 
 
 class Created:
@@ -63,11 +64,14 @@ class Created:
             if not any(next(folder.rglob(name), None) for name in WORTH_KEEPING):
                 shutil.rmtree(folder, ignore_errors=True)
         for path in reversed(self.files):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a read-only runs folder: the failure it explains is the one to report
+                pass
         for folder in reversed(self.containers):
             try:
                 folder.rmdir()
-            except OSError:  # not empty (another run's, or kept above), or already gone
+            except OSError:  # not empty (another run's, or kept above), already gone, or read-only
                 pass
 
 
@@ -79,6 +83,13 @@ def inside(path, folder: Path) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def what_to_do(error: OSError, key: str) -> str:
+    """What a user does about a folder (set by `key`) that could not be written."""
+    if error.errno in _FULL:
+        return f"free some space there or set {key} to a folder with room"
+    return f"set {key} to a writable folder"
+
+
 def unwritable(error: OSError, runs_dir: Path) -> PruneBenchError | None:
     """One line for a failed write under the runs folder (read-only, a file in the way, full
     disk), or None for an error that is not about it."""
@@ -87,17 +98,20 @@ def unwritable(error: OSError, runs_dir: Path) -> PruneBenchError | None:
     reason = error.strerror or type(error).__name__
     where = f": {error.filename}" if error.filename is not None else ""
     return PruneBenchError(
-        f"paths.runs_dir: cannot write in {runs_dir} ({reason}{where}); set paths.runs_dir to a writable folder"
+        f"paths.runs_dir: cannot write in {runs_dir} ({reason}{where}); {what_to_do(error, 'paths.runs_dir')}"
     )
 
 
 def ensure_writable(folder: Path, key: str) -> None:
-    """Make `folder` and write a file there (then remove it), or raise one line naming `key`:
-    permission bits alone do not tell (root ignores them; a read-only mount does not)."""
+    """Make `folder` and write a page to a file there (then remove it), or raise one line naming
+    `key`: permission bits alone do not tell (root ignores them; a read-only mount does not),
+    nor does making an empty file (a full disk allows it)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(bytes(4096))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as error:
         raise PruneBenchError(f"{key}: cannot write in {folder} ({error.strerror or type(error).__name__}); "
-                              f"set {key} to a writable folder") from None
+                              f"{what_to_do(error, key)}") from None

@@ -17,6 +17,7 @@ MODELS = {
     "resnet50": partial(cifar_resnet, 50, block="bottleneck", shortcut="B"),
     "vgg16": partial(VGG, 16, batch_norm=False, classifier="mlp"),
     "vgg16_bn": partial(VGG, 16, batch_norm=True),
+    "vgg16_bn_mlp": partial(VGG, 16, batch_norm=True, classifier="mlp_dropout_after"),
     "vgg19_bn": partial(VGG, 19, batch_norm=True, last_pool="avg"),
     "wrn28_10": partial(WideResNet, 28, 10),
 }
@@ -52,6 +53,7 @@ MODEL_SCHEMAS = {
     "resnet50": PlainSection,
     "vgg16": DropoutSection,
     "vgg16_bn": PlainSection,
+    "vgg16_bn_mlp": DropoutSection,
     "vgg19_bn": PlainSection,
     "wrn28_10": DropoutSection,
 }

@@ -1,10 +1,12 @@
 """VGG for CIFAR (Simonyan & Zisserman 2015 layer configurations) in the three variants the
 papers use:
 - vgg16: no BN, gRDA's classifier Dropout-Linear(512,512)-ReLU-Dropout-Linear(512,512)-ReLU-Linear
-  (Chao et al. 2020, authors' code; PAPERS.md section 3).
+  (Chao et al. 2020, authors' code; docs/methods/grda2020.md).
 - vgg16_bn: BN after every conv, one Linear(512, classes).
 - vgg19_bn: configuration E with BN, conv bias, the last max-pool replaced by AvgPool(2), one
-  Linear(512, classes) (FGGP's CIFAR VGG-19; PAPERS.md section 2).
+  Linear(512, classes) (FGGP's CIFAR VGG-19).
+- vgg16_bn_mlp: BN after every conv and OTOv2's CIFAR head Linear(512,512)-ReLU-Dropout-
+  Linear(512,512)-ReLU-Dropout-Linear (the authors' tutorial model; 15,253,578 parameters).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ class VGG(nn.Module):
         super().__init__()
         if depth not in LAYERS:
             raise ConfigError(f"model: VGG depth must be one of {sorted(LAYERS)}, got {depth}")
-        if classifier not in ("linear", "mlp"):
-            raise ConfigError(f"model.classifier: '{classifier}' is not allowed; use linear or mlp")
+        if classifier not in ("linear", "mlp", "mlp_dropout_after"):
+            raise ConfigError(f"model.classifier: '{classifier}' is not allowed; use linear, mlp or mlp_dropout_after")
         if last_pool not in ("max", "avg"):
             raise ConfigError(f"model.last_pool: '{last_pool}' is not allowed; use max or avg")
         layers: list[nn.Module] = []
@@ -56,6 +58,12 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         if classifier == "linear":
             self.classifier = nn.Linear(512, num_classes)
+        elif classifier == "mlp_dropout_after":  # OTOv2's: dropout after each ReLU
+            self.classifier = nn.Sequential(
+                nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(512, num_classes),
+            )
         else:
             self.classifier = nn.Sequential(
                 nn.Dropout(dropout),

@@ -1,5 +1,5 @@
 """gRDA, generalized regularized dual averaging (Chao, Wang, Xing, Cheng, NeurIPS 2020,
-"Directional Pruning of Deep Neural Networks", arXiv 2006.09358; PAPERS.md section 3).
+"Directional Pruning of Deep Neural Networks", arXiv 2006.09358; docs/methods/grda2020.md).
 
 Per parameter tensor, as in the authors' PyTorch optimizer: an accumulator a_0 = w_0 (a copy
 of the weights at the first step), and each step with the current learning rate gamma

@@ -33,7 +33,7 @@ def cosine(cfg, steps_per_epoch: int, epochs: int):
 
 
 def grda_piecewise(cfg, steps_per_epoch: int, epochs: int):
-    """gRDA's CIFAR schedule (Chao et al. 2020, authors' code; PAPERS.md section 3): with r = e/E
+    """gRDA's CIFAR schedule (Chao et al. 2020, authors' code; docs/methods/grda2020.md): with r = e/E
     for epoch e of E, factor 1 while r <= hold, then linear down to `final_factor` at r = end,
     then `final_factor`. The authors number epochs from 1 (e = 1..E, so the last epoch has r = 1);
     `first_epoch: 0` numbers them from 0 instead. `per_epoch` (default, as the authors) holds the

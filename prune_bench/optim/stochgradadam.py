@@ -1,11 +1,11 @@
-"""StochGradAdam (Yun 2024, arXiv 2312.16020; PAPERS.md section 1): Adam on a sampled gradient.
+"""StochGradAdam (Yun 2024, arXiv 2312.16020; docs/methods/sga2024.md): Adam on a sampled gradient.
 
 Each step draws a fresh per-element mask Omega ~ Bernoulli(keep = sampling_rate) and runs Adam
 on phi = Omega * grad: m and v are the moments of phi, bias-corrected as in Adam, and
 theta -= lr * m_hat / (sqrt(v_hat) + eps). No 1/rate rescaling. At sampling_rate = 1 no mask is
 drawn and the update is torch.optim.Adam's.
 
-Open choices (PAPERS.md), as options:
+Open choices (docs/methods/sga2024.md), as options:
 - masked_moments="decay" (default): a masked coordinate's moments still decay (phi = 0 there)
   and it still moves by the decayed momentum. "hold": its moments and weight are left untouched
   that step (bias correction keeps the global step count).

@@ -60,7 +60,9 @@ class Pruner:
     after_step(step)      after optimizer.step(): keep masked weights at zero, prune events;
                           may return a new nn.Module (structural pruning)
     carry_optimizer_state(state)  after after_step handed back a model: the old optimizer's
-                          state_dict re-shaped for it (entries of removed channels dropped)
+                          state_dict re-shaped for it (entries of removed channels dropped), or
+                          None to start the new optimizer afresh
+    optimizer(model, ctx, optimizer_cfg)  the stage's optimizer when the method is one (DHSPG)
     finish(evaluate)      after the stage's last epoch; returns record metrics
     report()              target and achieved sparsity etc. for the record
     """
@@ -88,8 +90,13 @@ class Pruner:
     def after_step(self, step: int) -> nn.Module | None:
         return None
 
-    def carry_optimizer_state(self, state: dict) -> dict:
+    def carry_optimizer_state(self, state: dict) -> dict | None:
         return state
+
+    def optimizer(self, model: nn.Module, ctx: TrainContext, optimizer_cfg) -> torch.optim.Optimizer | None:
+        """A pruner whose method is an optimizer (OTOv2's DHSPG) builds it here; None: the
+        stage's optimizer from the registry."""
+        return None
 
     def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
         return {}
@@ -103,14 +110,6 @@ class Pruner:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def architecture(self) -> dict | None:
-        """For structural pruners: what a resume needs to rebuild the pruned shapes
-        (e.g. per-layer channel counts), saved in every checkpoint."""
-        return None
-
-    def restore_architecture(self, model: nn.Module, architecture: dict) -> nn.Module:
-        """Rebuild `model` with the shapes `architecture()` described, before weights load."""
-        raise NotImplementedError(f"pruner '{self.name}' does not change shapes")
 
 
 def pretrain_stage(cfg: DictConfig) -> StageSpec:

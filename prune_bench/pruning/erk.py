@@ -1,5 +1,5 @@
 """Erdős–Rényi-kernel (ERK) random masks: the sparse starts of RigL and GraNet, and FGGP's
-"50% sparse start" (PAPERS.md section 2)."""
+"50% sparse start" (docs/methods/fggp2024.md)."""
 
 from __future__ import annotations
 

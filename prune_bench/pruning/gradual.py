@@ -1,4 +1,4 @@
-"""Gradual pruning during training on the cubic schedule (PAPERS.md section 2): GMP (Zhu &
+"""Gradual pruning during training on the cubic schedule (docs/methods/fggp2024.md): GMP (Zhu &
 Gupta 2017), FGGP (Zhu, Bezek, Goksel 2024, fixed-rate gradient-first gradual pruning) and the
 FGGP authors' annealed baseline, magnitude-first with a cosine-annealed rate (`magfirst`; their
 "GraNet in our framework", `Prune_GradfromW_Add_Grad`).
@@ -26,7 +26,7 @@ Per loop step (engine/loop.train_step calls the hooks):
               entries are zeroed.
 Why the pre-step weights: the authors prune right after optimizer.step() through
 torch.nn.utils.prune, which ranks `module.weight` -- the masked weight the forward pass computed,
-i.e. the weight before that step -- with that step's gradient (PAPERS.md section 2). The copies
+i.e. the weight before that step -- with that step's gradient (docs/methods/fggp2024.md). The copies
 exist only at event steps and are let go after the event.
 Since pruned gradients are masked and their optimizer state is zeroed when they are pruned, a
 pruned weight gets no update from SGD (momentum, Nesterov, weight decay) or Adam; the multiply
@@ -98,7 +98,7 @@ def gmp_layer_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Ten
 
 def fggp_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                n_prune: int, rate: float = 0.5) -> dict[str, torch.Tensor]:
-    """FGGP event (PAPERS.md section 2): among the alive weights take the floor(rate * N_alive)
+    """FGGP event (docs/methods/fggp2024.md): among the alive weights take the floor(rate * N_alive)
     with the smallest |gradient| as candidates, then prune the `n_prune` candidates with the
     smallest |w|. Ranking is global across tensors on raw |g| and |w|. When there are fewer
     candidates than `n_prune` (a small annealed rate), the candidates are the `n_prune`
@@ -129,7 +129,7 @@ def magfirst_candidates(n_alive: int, n_prune: int, rate: float, count: str = "p
 
 def magfirst_masks(weights: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                    n_prune: int, rate: float = 0.5, candidates: str = "prune_plus_rest") -> dict[str, torch.Tensor]:
-    """Magnitude-first event, the FGGP authors' annealed baseline (PAPERS.md section 2): the
+    """Magnitude-first event, the FGGP authors' annealed baseline (docs/methods/fggp2024.md): the
     alive weights with the smallest |w| are candidates (how many: `magfirst_candidates`); those
     with the largest |gradient| among them are spared, i.e. the `n_prune` candidates with the
     smallest |gradient| are pruned. Global across tensors on raw |w| and |g|. Returns new masks

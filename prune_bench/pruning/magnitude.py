@@ -1,8 +1,8 @@
-"""One-shot magnitude pruning after training, without fine-tuning (Yun 2024; PAPERS.md
-section 1): psi = sorted(|W|)[ceil(P/100 * |W|)] and weights with |w| < psi are set to zero,
+"""One-shot magnitude pruning after training, without fine-tuning (Yun 2024;
+docs/methods/sga2024.md): psi = sorted(|W|)[ceil(P/100 * |W|)] and weights with |w| < psi are set to zero,
 at each level P, on a copy of the trained weights, then the test accuracy is measured.
 
-Options (PAPERS.md leaves them open):
+Options (the paper leaves them open; docs/methods/sga2024.md):
 - scope: global (default; one threshold over all prunable tensors) | layer (per tensor);
 - ties: exact_k (default: exactly k = ceil(P * n) weights pruned, ties at the threshold broken
   by position) | threshold (the literal rule: prune |w| < psi, so ties at psi survive);

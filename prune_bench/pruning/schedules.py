@@ -1,4 +1,4 @@
-"""Sparsity schedules and when pruning events happen (gradual pruning, PAPERS.md section 2).
+"""Sparsity schedules and when pruning events happen (gradual pruning, docs/methods/fggp2024.md).
 
 Time is counted in completed optimizer steps: after the optimizer step of loop step `step`
 (0-based), t = step + 1 steps have completed. This is the authors' `train_iter`.

@@ -16,6 +16,7 @@ A table is described by conf/table/<name>.yaml:
     published: {columns: [acc]}                 # compare with results/published/<name>.csv
     compare: {key: method, values: [fggp, gmp, magfirst], columns: [acc]}   # optional, see below
     plot: {kind: lines, x: {acc_p0: 0, ...}, xlabel: ..., ylabel: ...}   # or kind: scatter, x: col, y: col
+                               # (all its keys: prune_bench/report/plots.py)
 
 What shares a cell (prune_bench/cells.py): the samples of one semantic config (the config minus
 execution details, config.semantic_config) that differ in the seed alone. Records that differ in
@@ -73,10 +74,17 @@ def load_table_spec(name: str):
 
 
 def upgrade_record(record: dict) -> dict:
-    """A record as this version writes it: records of earlier versions kept a staged run's stages
-    under pruner.stages."""
-    if "stages" not in record and isinstance((record.get("pruner") or {}).get("stages"), dict):
-        record["stages"] = record["pruner"]["stages"]
+    """A record as this version writes it. Records of earlier versions (0.1) kept a staged run's
+    stages under pruner.stages, and a DPM record's flops_pct and speed-up were conv + linear
+    MACs, with Torch-Pruning's counter (the paper's) as tp_ops_pct beside them: that one is the
+    paper's FLOPs now."""
+    pruner = record.get("pruner") or {}
+    if "stages" not in record and isinstance(pruner.get("stages"), dict):
+        record["stages"] = pruner["stages"]
+    if pruner.get("method") == "dpm" and "counter" not in pruner and pruner.get("tp_ops_pct"):
+        pruner["conv_linear"] = {"flops_pct": pruner.get("flops_pct"), "speedup": pruner.get("speedup_achieved")}
+        pruner.update(flops_pct=pruner["tp_ops_pct"], speedup_achieved=100.0 / pruner["tp_ops_pct"],
+                      counter="Torch-Pruning's counter")
     return record
 
 
@@ -359,11 +367,11 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
 
 
 def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
-    """A PNG of the table (prune_bench/plots.py): our cells, and the published numbers beside them."""
+    """A PNG of the table (report/plots.py): our cells, and the published numbers beside them."""
     spec = load_table_spec(name)
     if not spec.get("plot"):
         raise ConfigError(f"plot: table '{name}' has no plot section")
     table = _table_of_runs("plot", name, spec, runs_dir)
     out = Path(results_dir) / f"{name}.png"
-    atomic_write_bytes(out, draw(spec, table, name))
+    atomic_write_bytes(out, draw(spec, table))
     return out

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import load_arrays, per_class_subset, steps_per_epoch
+from ..engine.checkpoint import checkpoint_epoch
 from ..engine.stages import Stage, plan_stages
 from ..errors import ConfigError, PruneBenchError
 from ..humanize import duration
 from ..layout import CHECKPOINT
 from ..pruning import build_pruner
 from .probe import Probe, probe_key, process_start_seconds, run_probe
-from .status import RunStatus, checkpoint_epoch, inspect_run
+from .status import RunStatus, inspect_run
 
 DPM_LATENCY_BATCH = 128  # pruning/dpm: the batch its latency measurement times, dense and slimmed
 

@@ -23,11 +23,12 @@ non-zero naming it. Adding a paper is one yaml file here (and its table in conf/
 from __future__ import annotations
 
 from hydra.core.utils import JobStatus
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..config.compose import compose_all, expand_sweep
 from ..config.shipped import load_shipped
-from ..errors import ConfigError, PruneBenchError
+from ..errors import ConfigError, Interrupted, PruneBenchError
 from ..layout import results_root, runs_root
 from ..report.tables import load_table_spec, table_names, write_plot, write_table
 from .launch import launch
@@ -135,6 +136,8 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
                 for job, job_return in zip(todo, launch([job.overrides for job in todo],
                                                         [*launcher_overrides, *job_overrides])):
                     returns[id(job)] = job_return
+            except KeyboardInterrupt as error:
+                raise interruption_of(error, composed) from None
             except Exception as error:  # e.g. a scheduler lost a job: report, then look at the runs
                 log(f"launcher: {' '.join(str(error).split())[:300]}")
     else:
@@ -147,10 +150,37 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
             continue
         reason = _failure_reason(returns.get(id(before))) if job.status.state != "diverged" else None
         failed.append(f"{job.status.name} ({job.status.state}: {reason or job.status.detail})")
-    _write_results(spec["table"], composed[0][1], log)
+    try:
+        _write_results(spec["table"], composed[0][1], log)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while writing table {spec['table']} (every run has ended; what was "
+                          "written is listed above)", "run the same command to write it") from None
     if not failed:
         log(f"all {len(after)} runs finished")
     return failed
+
+
+def interruption_of(error: KeyboardInterrupt, jobs: list[tuple[list[str], DictConfig]]) -> Interrupted:
+    """Ctrl-C during a list of jobs (a paper's grid, a sweep), read back from the runs folders: how
+    many runs have finished, which one it interrupted (the run `error` names, else the first
+    without a record: the launcher was between runs) and what that one saved."""
+    planned = plan_jobs(jobs)
+    labels = cell_labels([job.overrides for job in planned])
+    done = [job.status.state in ("finished", "diverged") for job in planned]  # skipped by the next command
+    tally = f"{sum(job.status.state == 'finished' for job in planned)} of {len(planned)} runs finished"
+    run_dir = getattr(error, "run_dir", None)
+    named = [i for i, job in enumerate(planned) if job.stages and job.stages[-1].directory == run_dir]
+    if all(done):
+        return Interrupted(f"interrupted after every run ended ({tally})", "run the same command to finish")
+    index = named[0] if named and not done[named[0]] else done.index(False)
+    if index in named and getattr(error, "resumes", False):
+        what, after = error.what.removeprefix("interrupted "), "this one resumes"
+    else:
+        what, after = "before it saved anything", "this one starts again"
+    stages = planned[index].stages
+    return Interrupted(f"interrupted in run [{labels[index]}] {what}; {tally}",
+                       f"run the same command to go on: finished runs are skipped, {after}",
+                       stages[-1].directory if stages else None, resumes=after == "this one resumes")
 
 
 def _write_results(table: str, cfg, log) -> None:

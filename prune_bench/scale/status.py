@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
+from ..engine.checkpoint import checkpoint_epoch
 from ..engine.progress import read_json
 from ..humanize import duration
 from ..layout import (
@@ -64,15 +64,6 @@ def lock_held(folder: Path) -> bool:
         return True
     lock.release()
     return False
-
-
-def checkpoint_epoch(path: Path) -> int | None:
-    """Completed epochs saved in a checkpoint (memory-mapped: the weights are not read)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(payload["state"]["epoch"])
-    except Exception:
-        return None
 
 
 def _configured_epochs(run_dir: Path) -> int | None:

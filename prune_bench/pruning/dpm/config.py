@@ -52,6 +52,18 @@ class ImportanceSection:
 
 
 @dataclass
+class OTOv2Section:
+    variant: str
+    target_group_sparsity: float
+    tolerance_group_sparsity: float
+    lmbda: float
+    lmbda_amplify: float
+    hat_lmbda_coeff: float
+    epsilon: float
+    partition_step: int
+
+
+@dataclass
 class DPMSection:
     """pruner=dpm: the keys of conf/pruner/dpm.yaml and their types."""
 
@@ -71,7 +83,7 @@ class DPMSection:
     T_len: float
     sr_logic: str
     sr_cooldown: int
-    latency_repeats: int
+    otov2: OTOv2Section
 
 
 def _check_stage(cfg, section: str) -> list[str]:
@@ -103,13 +115,30 @@ def check_dpm(cfg) -> list[str]:
     problems += _check_stage(cfg.finetune, "pruner.finetune")
     problems += integer(cfg, "prune_epochs", "pruner") + integer(cfg, "prune_steps", "pruner")
     ft_epochs, prune_epochs = cfg.finetune.get("epochs"), cfg.get("prune_epochs")
-    if isinstance(ft_epochs, int) and isinstance(prune_epochs, int) and prune_epochs > ft_epochs:
+    if cfg.get("host") != "otov2" and isinstance(ft_epochs, int) and isinstance(prune_epochs, int) \
+            and prune_epochs > ft_epochs:  # OTOv2: DHSPG picks during the whole prune stage
         problems.append(f"pruner.prune_epochs: the pruning phase ({prune_epochs} epochs) is part of the fine-tune "
                         f"stage and cannot be longer than pruner.finetune.epochs ({ft_epochs})")
     problems += integer(cfg, "sp_steps", "pruner") + choice(cfg, "sp_schedule", "pruner", SP_SCHEDULES)
     problems += number(cfg, "T_rate", "pruner") + number(cfg, "T_len", "pruner")
     problems += choice(cfg, "sr_logic", "pruner", SR_LOGICS)
-    problems += integer(cfg, "sr_cooldown", "pruner", low=0) + integer(cfg, "latency_repeats", "pruner")
+    problems += integer(cfg, "sr_cooldown", "pruner", low=0)
+    if cfg.get("host") == "otov2":
+        problems += check_otov2(cfg)
+    return problems
+
+
+def check_otov2(cfg) -> list[str]:
+    section, name = cfg.otov2, "pruner.otov2"
+    problems = choice(section, "variant", name, ("sgd", "adam"))
+    problems += in_range(section, "target_group_sparsity", name, 0, 1, closed_low=False)
+    problems += in_range(section, "tolerance_group_sparsity", name, 0, 1)
+    problems += in_range(section, "lmbda", name, 0.0, math.inf) + positive(section, "lmbda_amplify", name)
+    problems += in_range(section, "hat_lmbda_coeff", name, 1, math.inf) + in_range(section, "epsilon", name, 0, 1)
+    problems += integer(section, "partition_step", name, low=0)
+    if cfg.get("sparse_learning") is True:
+        problems.append("pruner.sparse_learning: otov2 trains its group sparsity with DHSPG in the prune stage; "
+                        "set pruner.sparse_learning=false")
     return problems
 
 

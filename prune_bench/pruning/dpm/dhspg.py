@@ -52,6 +52,7 @@ Hooks for DPM (Yang et al. 2024) on this host, as plain methods:
   N steps with `ZIGSet.scale_`) calls `mark_zero(zigs)` when done, which zeroes it exactly;
 - `release(zigs)`: a G_p group goes back to G_np (DPM's Self-Rectifying) and the best-scored
   G_np group that may move takes its place, so |G_p| holds; released groups never re-enter G_p;
+  a group no G_np group can replace is not released (the target would be out of reach);
 - `state_dict()` / `load_state_dict()`: partition, scores, zero / pending / released sets, last
   lambdas, step count, overflow generator and the per-parameter state, so a resumed run
   continues bitwise equal on CPU.
@@ -428,7 +429,9 @@ class DHSPG(torch.optim.Optimizer):
     def release(self, zigs: Iterable[int]) -> list[int | None]:
         """Move these (non-zero) G_p groups back to G_np; for each, the best-scored G_np group
         that has never been released and whose Torch-Pruning group keeps `min_kept_per_group`
-        channels outside G_p joins G_p instead. Returns the replacements (None: no candidate)."""
+        channels outside G_p joins G_p instead. A group with no such replacement stays in G_p
+        (released, it would leave the target out of reach). Returns the replacements, None for a
+        group that stayed."""
         ids = self._as_ids(zigs)
         if not self.partitioned:
             raise ValueError("DHSPG.release: nothing to release before the partition")
@@ -438,18 +441,20 @@ class DHSPG(torch.optim.Optimizer):
         replacements: list[int | None] = []
         for zig in ids:
             self.in_gp[zig] = False
-            self.pending[zig] = False
-            self.released[zig] = True
             in_gp_per_group = torch.bincount(self.group_of[self.in_gp], minlength=len(self.group_sizes))
             room = self.group_sizes - self.min_kept_per_group - in_gp_per_group
             movable = ~self.in_gp & ~self.released & ~self.zero & (room[self.group_of] > 0)
-            if bool(movable.any()):
-                masked = torch.where(movable, self.scores, torch.full_like(self.scores, -math.inf))
-                best = int(torch.argmax(masked))  # first of the best (lowest id) on ties
-                self.in_gp[best] = True
-                replacements.append(best)
-            else:
+            movable[zig] = False
+            if not bool(movable.any()):
+                self.in_gp[zig] = True
                 replacements.append(None)
+                continue
+            self.pending[zig] = False
+            self.released[zig] = True
+            masked = torch.where(movable, self.scores, torch.full_like(self.scores, -math.inf))
+            best = int(torch.argmax(masked))  # first of the best (lowest id) on ties
+            self.in_gp[best] = True
+            replacements.append(best)
         self._masks_changed()
         return replacements
 

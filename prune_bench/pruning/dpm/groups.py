@@ -32,6 +32,24 @@ OUT_HANDLERS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
 IN_HANDLERS = (tp.prune_conv_in_channels, tp.prune_linear_in_channels)
 
 
+def classifier(model: nn.Module) -> nn.Module:
+    """The output layer (the last linear layer): its outputs are never pruned, as in
+    Torch-Pruning's CIFAR benchmark."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError("pruner: dpm needs a model that ends in a linear classifier")
+    return linears[-1]
+
+
+def keeping_mode(model: nn.Module, build):
+    """Torch-Pruning traces the model in eval mode and leaves it there: build, then restore the mode."""
+    was_training = model.training
+    try:
+        return build()
+    finally:
+        model.train(was_training)
+
+
 @dataclass
 class Slice:
     """Entries of one parameter that belong to a group: positions `index` along `dim`, and the
@@ -50,11 +68,12 @@ class Slice:
 
 @dataclass
 class LayerChange:
-    """How removing a group channel changes a conv/linear layer's shape (for MAC counting):
-    `per_channel[c]` output (kind "out") or input (kind "in") channels go with channel c."""
+    """How removing a group channel changes a layer's shape (for counting before anything is
+    removed): `per_channel[c]` output (kind "out") or input (kind "in") channels of a conv or
+    linear layer, or features of a BatchNorm (kind "bn"), go with channel c."""
 
     module: nn.Module
-    kind: str  # "out" | "in"
+    kind: str  # "out" | "in" | "bn"
     per_channel: list[int]
 
 
@@ -90,9 +109,11 @@ class ChannelGroup:
                 if getattr(module, param) is not None:
                     self.slices.append(Slice(module, param, dim, index, root_index,
                                              f"{module_names[module]}.{param}"))
-            if handler in OUT_HANDLERS or handler in IN_HANDLERS:
+            kind = ("out" if handler in OUT_HANDLERS else "in" if handler in IN_HANDLERS else
+                    "bn" if handler == tp.prune_batchnorm_out_channels else None)
+            if kind is not None:
                 counts = torch.bincount(root_index.cpu(), minlength=self.size).tolist()
-                self.layer_changes.append(LayerChange(module, "out" if handler in OUT_HANDLERS else "in", counts))
+                self.layer_changes.append(LayerChange(module, kind, counts))
 
     @torch.no_grad()
     def sq_norms(self, of: str = "weight") -> torch.Tensor:

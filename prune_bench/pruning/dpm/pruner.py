@@ -1,63 +1,74 @@
-"""DPM, the Decay Pruning Method (Yang et al. 2024, arXiv 2406.03879; PAPERS.md section 4), on
-a host pruner (hosts.py): a picked channel group is not removed at once but decays to zero
-while it keeps training (Smooth Pruning, SP), and a decaying group whose gradient says it is
-wanted is released (Self-Rectifying, SR).
+"""DPM, the Decay Pruning Method (Yang et al. 2024, arXiv 2406.03879), on a host pruner
+(hosts.py): a picked channel group is not removed at once but decays to zero while it keeps
+training (Smooth Pruning, SP), and a decaying group whose gradient says it is wanted is released
+(Self-Rectifying, SR). Equations and every open choice: docs/methods/dpm2024.md.
 
 DPM's authors published no code. Everything below the two published ideas is this project's
-reconstruction, each piece a config option (conf/pruner/dpm.yaml, README "Open choices"):
+reconstruction, each piece a config option (conf/pruner/dpm.yaml):
 - SP: for n = 1..N (`sp_steps`) after each optimizer step, all slices of the group (as the
-  host's Torch-Pruning group lists them) are rescaled so their joint L2 norm is
-  L_target(n) = L_init (N - n) / N (`sp_schedule: linear`; `cosine`: L_init (1 + cos(pi n / N)) / 2),
-  keeping the direction the optimizer gave. At n = N the group is removed (exact: it is zero).
+  host lists them) are rescaled so their joint L2 norm is L_target(n) = L_init (N - n) / N
+  (`sp_schedule: linear`; `cosine`: L_init (1 + cos(pi n / N)) / 2), keeping the direction the
+  optimizer gave. At n = N the group is zero.
 - SR, at every decay step while a replacement picked then could still decay fully before the
-  fine-tune stage ends: C_rate = (|x~| - |x|) / |x|, the growth of the group's norm
-  by the optimizer update (|x| before the update, |x~| after); C_len = |grad x| / mean |grad x'|
-  over the other channels of the same group (the parallel channels of the same layers). Released
-  when C_rate > T_rate and (`sr_logic: and`; `or`) C_len > T_len. A released group keeps its
-  current weights, cannot be picked for `sr_cooldown` steps, and the host picks replacements
-  at once so the MACs target still holds.
-- Cadence: the pruning phase is the first `prune_epochs` of the fine-tune stage; at `prune_steps`
-  events t_j = floor(j P / J) (j = 1..J, P = the phase's steps) the target MACs fall linearly
-  from the original to original / `speedup`, and the host picks the lowest-ranked channels until
-  the projected MACs (every picked channel counted as removed) meet the target. `decay: none`
-  (the host alone) removes picked channels at once, at the same events.
+  stage ends: C_rate = (|x~| - |x|) / |x|, the growth of the group's norm by the optimizer
+  update (|x| before the update, |x~| after); C_len = |grad x| / mean |grad x'| over the other
+  channels of the same group. Released when C_rate > T_rate and (`sr_logic: and`; `or`)
+  C_len > T_len; a released group keeps its current weights and a replacement is picked so the
+  target still holds.
 
-Per step of the fine-tune stage (t = completed steps):
+Two cadences, by host:
+- DepGraph and BN-scale (iterative): the pruning phase is the first `prune_epochs` of the
+  fine-tune stage; at `prune_steps` events the target FLOPs fall linearly from the original to
+  original / `speedup`, FLOPs counted by the host's paper's counter (Torch-Pruning's), and the
+  host's lowest-ranked channels are picked until that counter, with every picked channel counted
+  as removed, meets the target: the pick that crosses it is the last one. A zero group is removed
+  physically at once; `decay: none` removes picks at the event. A released channel cannot be
+  picked for `sr_cooldown` steps and replacements are picked at once.
+- OTOv2: its optimizer, DHSPG, trains the whole prune stage and picks the groups itself (the
+  half-space projection). With SP it hands each group it would zero over (projection "defer"),
+  DPM decays it over N steps and DHSPG then holds it at zero; SR releases a group back to DHSPG's
+  normally trained groups and DHSPG names the replacement. At the stage's last step every zero
+  group is removed physically.
+
+Per step of the pruning stage (t = completed steps):
   backward -> after_backward: gradient scores for the host (taylor); for SR the decaying groups'
               norms before the update and their gradient norms
   optimizer.step()
-  after_step: the decay step of every pending pick (release, or rescale, or at n = N removal),
-              then a selection (at an event, or to replace released picks), then the physical
-              removal (Torch-Pruning); the model is handed back and the loop rebuilds optimizer and
-              scheduler, keeping the optimizer state of the surviving entries (carry_optimizer_state).
+  after_step: the decay step of every pending pick (release, or rescale, or at n = N zero), then a
+              selection (iterative: at an event, or to replace released picks; OTOv2: DHSPG's), then
+              the physical removal (Torch-Pruning); the model is handed back and the loop rebuilds
+              optimizer and scheduler, keeping the surviving entries' state (carry_optimizer_state).
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import statistics
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 from omegaconf import DictConfig, OmegaConf
 
 from ...errors import ConfigError, PruneBenchError
 from ...metrics import MacCounter, count_params_macs
 from ..base import Pruner, StageSpec, TrainContext, pretrain_stage, stage_sections
 from .groups import slice_optimizer_state
-from .hosts import SparseLearning, build_host, example_input
+from .hosts import Count, SparseLearning, build_host, example_input
 from .shapes import layer_shapes, restore_shapes
 
 TINY = torch.finfo(torch.float32).tiny
-RESCALE_PASSES = 10
+RESCALE_TOLERANCE = 1e-6  # of L_init: how close a decaying group's norm must come to its target
+RESCALE_PASSES = 50  # joint rescales of channels that share entries; more means it does not converge
 RECONSTRUCTION = ("DPM's code is not public: the SP schedule, the SR criteria C_rate and C_len, their thresholds and "
                   "logic, the cooldown, replacement picks and the selection cadence are this project's reconstruction "
-                  "(PAPERS.md section 4; README, Open choices)")
+                  "(docs/methods/dpm2024.md)")
+
+
+class RescaleDidNotConverge(RuntimeError):
+    """SP's joint rescale of channels that share entries did not bring every norm to its target."""
 
 
 @dataclass
@@ -69,12 +80,14 @@ class Pick:
     channel: int
     step: int
     norm_init: float
+    length: int = 0  # N for this pick (0: sp_steps); OTOv2 shortens it to the steps its stage has left
 
 
 class DPMPruner(Pruner):
     """The run's stages: the shared dense pretraining, the shared sparse stage (with
     sparse_learning), then the fine-tune stage in the run's folder, whose first prune_epochs are
-    the pruning phase."""
+    the pruning phase. On OTOv2: the shared pretraining (the epochs before DHSPG partitions),
+    then the prune stage that DHSPG trains."""
 
     name = "dpm"
     changes_shapes = True
@@ -87,14 +100,17 @@ class DPMPruner(Pruner):
         self.sparse_learning = bool(cfg["sparse_learning"])
         self.sp_steps = int(cfg["sp_steps"])
         self.sr = self.decay == "sp+sr"
+        self.otov2 = cfg["host"] == "otov2"
         self.pending: list[Pick] = []
         self.cooldown: list[list] = []  # [group, channel, first step it may be picked again]
         self.log: list[dict] = []
         self.counts = {"picked": 0, "released": 0, "removed": 0}
         self.target_index = -1  # the last selection event passed (-1: none yet)
+        self.originals: dict = {}  # params and FLOPs of the unpruned model, by both counters
         self.results: dict = {}
         self._kept: dict = {}  # entries that survived the last removal (for the optimizer state)
         self._before: dict = {}  # SR: per group, its norms before the update and C_len of its picks
+        self._reselect = False  # SR released picks: select replacements
 
     # ------------------------------------------------------------------ stages
     def stages(self, cfg) -> list[StageSpec]:
@@ -106,7 +122,8 @@ class DPMPruner(Pruner):
             stages.append(StageSpec("sparse", "sparse", optimizer, scheduler, trainer, cfg.seed + 1, self.sparse_hooks,
                                     shared_as=f"{cfg.model.name}_{cfg.pruner.host}-sparse", key=key))
         optimizer, scheduler, trainer = stage_sections(cfg, cfg.pruner.finetune)
-        stages.append(StageSpec("finetune", "prune", optimizer, scheduler, trainer, cfg.seed + 2, lambda: self))
+        name = "prune" if self.otov2 else "finetune"
+        stages.append(StageSpec(name, "prune", optimizer, scheduler, trainer, cfg.seed + 2, lambda: self))
         return stages
 
     def sparse_hooks(self) -> Pruner:
@@ -114,6 +131,14 @@ class DPMPruner(Pruner):
         importance = self.cfg["importance"]
         host = build_host(self.cfg["host"], importance["group_reduction"], importance["criterion"])
         return SparseLearning(host, float(self.cfg["sparse"]["reg"]))
+
+    def optimizer(self, model: nn.Module, ctx: TrainContext, optimizer_cfg):
+        """OTOv2's stage trains with DHSPG over the model's zero-invariant groups."""
+        if not self.otov2:
+            return None
+        host = build_host("otov2", "mean", "gamma")
+        return host.optimizer(model, example_input(ctx), optimizer_cfg, self.cfg["otov2"],
+                              defer=self.decay != "none", seed=ctx.seed)
 
     # ------------------------------------------------------------------ setup
     def start(self, ctx: TrainContext) -> None:
@@ -124,27 +149,44 @@ class DPMPruner(Pruner):
         if self.normalizer == "auto":
             self.normalizer = self.host.default_normalizer
         self.example = example_input(ctx)
-        self.host.attach(ctx.model, self.example)
+        self.host.attach(ctx.model, self.example, ctx.optimizer)
         self.mac_counter = MacCounter(ctx.model, tuple(self.example.shape))
-        self.macs_original = self.mac_counter.total()
-        self.params_original = sum(p.numel() for p in ctx.model.parameters())
+        self.originals = self.model_counts(ctx.model)
+        if self.otov2:
+            self.originals["zero_groups_target"] = ctx.optimizer.target_zero_count
         self.plan(ctx.steps_per_epoch, ctx.total_steps // ctx.steps_per_epoch)
-        self._project()
+        self.project()
+
+    def model_counts(self, model: nn.Module) -> dict:
+        """Params and FLOPs by the host's paper's counter and by conv + linear MACs."""
+        paper = self.host.count(model, self.example)
+        params, macs = count_params_macs(model, tuple(self.example.shape))
+        return {"paper": {"params": paper.params, "ops": paper.ops, "counter": paper.counter},
+                "conv_linear": {"params": params, "macs": macs}}
 
     def plan(self, steps_per_epoch: int, epochs: int) -> None:
-        """The fine-tune stage's schedule: the selection events, and how long SR may act. Raises
+        """The pruning stage's schedule: the selection events, and how long SR may act. Raises
         ConfigError when it does not fit (checked for every job before any trains)."""
-        phase = self.cfg["prune_epochs"] * steps_per_epoch
         total = epochs * steps_per_epoch
+        self.total_steps = total
+        # SR releases only while a replacement picked then can still decay fully in the stage
+        self.sr_until = total - self.sp_steps
+        if self.otov2:
+            if self.decay != "none" and total <= self.sp_steps:
+                raise ConfigError(f"pruner.sp_steps: {self.sp_steps} decay steps do not fit in the prune stage's "
+                                  f"{total} steps")
+            partition = self.cfg["otov2"]["partition_step"]
+            if partition >= total:
+                raise ConfigError(f"pruner.otov2.partition_step: {partition} is not inside the prune stage's {total} steps")
+            self.events, self._event_of = [], {}
+            return
+        phase = self.cfg["prune_epochs"] * steps_per_epoch
         n_events = self.cfg["prune_steps"]
         if n_events > phase:
             raise ConfigError(f"pruner.prune_steps: {n_events} events do not fit in the pruning phase's {phase} steps")
         if self.decay != "none" and total < phase + self.sp_steps:
             raise ConfigError(f"pruner.sp_steps: a group picked at the end of the pruning phase (step {phase}) needs "
                               f"{self.sp_steps} more steps, but the fine-tune stage has {total} in all")
-        self.phase_end = phase
-        # SR releases only while a replacement picked then can still decay fully in the stage
-        self.sr_until = total - self.sp_steps
         self.events = [(j + 1) * phase // n_events for j in range(n_events)]
         self._event_of = {t: j for j, t in enumerate(self.events)}
 
@@ -163,20 +205,64 @@ class DPMPruner(Pruner):
 
     def after_step(self, step: int) -> nn.Module | None:
         t = step + 1
-        removals = self._decay_step(t) if self.decay != "none" and self.pending else []
+        zeroed = self._decay_step(t) if self.decay != "none" and self.pending else []
+        if self.otov2:
+            return self._after_dhspg_step(t, zeroed)
         if t in self._event_of:
             self.target_index = self._event_of[t]
-        picked = self._select(t)
+        picked = self.select(t) if t in self._event_of or self._reselect else []
+        self._reselect = False
         if t in self._event_of:
             self.host.reset_scores()
         if self.decay == "none":
-            removals += picked
-        if not removals:
+            zeroed += picked
+        if not zeroed:
             return None
-        self._remove(removals, t)
+        self._remove(zeroed, t)
         return self.ctx.model
 
-    def carry_optimizer_state(self, state: dict) -> dict:
+    def _after_dhspg_step(self, t: int, zeroed: list[Pick]) -> nn.Module | None:
+        """OTOv2: groups SP decayed to zero are held there by DHSPG; the groups DHSPG's projection
+        took this step decay from now on (SP) or are already zero (decay none); at the stage's
+        last step every zero group goes."""
+        if zeroed:
+            self.host.hold_zero([(p.group, p.channel) for p in zeroed])
+            self._log_channels(t, "zero", [(p.group, p.channel) for p in zeroed])
+            done = {id(p) for p in zeroed}
+            self.pending = [p for p in self.pending if id(p) not in done]
+        selected = self.host.selected()
+        if selected:
+            self.counts["picked"] += len(selected)
+            if self.decay == "none":
+                self._log_channels(t, "zero", selected)
+            else:
+                # a group picked in the stage's last N steps decays over the steps left
+                length = min(self.sp_steps, self.total_steps - t)
+                norms = {name: self.host.groups[name].sq_norms().sqrt().tolist() for name, _ in selected}
+                picks = [Pick(name, channel, t, norms[name][channel], length) for name, channel in selected]
+                self._log_channels(t, "pick", selected)
+                if length > 0:
+                    self.pending += picks
+                else:  # picked at the last step: zero now
+                    rescale(self.host.groups, {name: (torch.tensor([c for g, c in selected if g == name],
+                                                                   device=self.ctx.device),
+                                                      torch.zeros(sum(g == name for g, _ in selected),
+                                                                  device=self.ctx.device),
+                                                      torch.ones(sum(g == name for g, _ in selected),
+                                                                 device=self.ctx.device))
+                                                for name in {g for g, _ in selected}})
+                    self.host.hold_zero(selected)
+        if t != self.total_steps:
+            return None
+        zero = [Pick(name, channel, t, 0.0) for name, channel in self.host.zero_groups()]
+        if not zero:
+            return None
+        self._remove(zero, t)
+        return self.ctx.model
+
+    def carry_optimizer_state(self, state: dict) -> dict | None:
+        if self.otov2:
+            return None  # DHSPG is built anew on the slimmed model, at the stage's end
         if not self._kept:
             return state
         names = [name for name, _ in self.ctx.model.named_parameters()]
@@ -185,12 +271,6 @@ class DPMPruner(Pruner):
         return state
 
     # ------------------------------------------------------------------ SP and SR
-    def _l_target(self, norm_init: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        fraction = (n / self.sp_steps).clamp(max=1.0)
-        if self.cfg["sp_schedule"] == "cosine":
-            return norm_init * 0.5 * (1 + torch.cos(math.pi * fraction))
-        return norm_init * (1 - fraction)
-
     def _pending_by_group(self) -> dict[str, list[Pick]]:
         by_group = defaultdict(list)
         for pick in self.pending:
@@ -200,7 +280,7 @@ class DPMPruner(Pruner):
     @torch.no_grad()
     def _decay_step(self, t: int) -> list[Pick]:
         """One SP step for every pending pick (after the optimizer step); SR releases first.
-        Returns the picks that reached n = N (now zero, to be removed)."""
+        Returns the picks that reached n = N (now zero)."""
         finished, released, plan = [], [], {}
         device = self.ctx.device
         for name, picks in self._pending_by_group().items():
@@ -208,6 +288,7 @@ class DPMPruner(Pruner):
             channels = torch.tensor([p.channel for p in picks], device=device)
             n = torch.tensor([t - p.step for p in picks], device=device, dtype=torch.float32)
             norm_init = torch.tensor([p.norm_init for p in picks], device=device, dtype=torch.float32)
+            length = torch.tensor([p.length or self.sp_steps for p in picks], device=device, dtype=torch.float32)
             release = torch.zeros(len(picks), dtype=torch.bool, device=device)
             if name in self._before:
                 norms = group.sq_norms().sqrt()[channels]
@@ -216,44 +297,36 @@ class DPMPruner(Pruner):
                 rate_ok, len_ok = c_rate > self.cfg["T_rate"], c_len > self.cfg["T_len"]
                 release = rate_ok & len_ok if self.cfg["sr_logic"] == "and" else rate_ok | len_ok
             decaying = ~release
-            plan[name] = (channels[decaying], self._l_target(norm_init, n)[decaying], norm_init[decaying])
-            release_list, done = release.tolist(), ((n >= self.sp_steps) & decaying).tolist()
+            plan[name] = (channels[decaying], sp_target(norm_init, n, length, self.cfg["sp_schedule"])[decaying], norm_init[decaying])
+            release_list, done = release.tolist(), ((n >= length) & decaying).tolist()
             for index, pick in enumerate(picks):
                 if release_list[index]:
                     released.append((pick, float(c_rate[index]), float(c_len[index])))
                 elif done[index]:
                     finished.append(pick)
-        self._rescale(plan)
+        rescale(self.host.groups, plan)
         if released:
             self._release(released, t)
         return finished
 
-    @torch.no_grad()
-    def _rescale(self, plan: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-        """Scale each decaying channel's slices so their joint norm is its target. Channels of two
-        groups can share entries (a conv's output filter in one group holds input columns of
-        another), so scaling one moves the other's norm: repeat until every norm is on target
-        (within 1e-6 of its L_init; two or three passes)."""
-        for _ in range(RESCALE_PASSES):
-            norms = {name: self.host.groups[name].sq_norms().sqrt()[channels]
-                     for name, (channels, _, _) in plan.items()}
-            off = [((norms[name] - target).abs() - 1e-6 * norm_init).max()
-                   for name, (_, target, norm_init) in plan.items() if target.numel()]
-            if not off or float(torch.stack(off).max()) <= 0:
-                return
-            for name, (channels, target, _) in plan.items():
-                group = self.host.groups[name]
-                factors = torch.ones(group.size, device=target.device)
-                factors[channels] = torch.where(norms[name] > 0, target / norms[name].clamp_min(TINY),
-                                                torch.zeros_like(target))
-                group.scale_(factors)
-
     def _release(self, released: list[tuple[Pick, float, float]], t: int) -> None:
+        """SR. On OTOv2 DHSPG names a replacement for each released group; a group it cannot
+        replace is not released and decays on (else the group sparsity target would be out of
+        reach). On the iterative hosts the next selection picks the replacements."""
+        if self.otov2:
+            replacements = self.host.release([(pick.group, pick.channel) for pick, _, _ in released])
+            kept = [entry for entry, replacement in zip(released, replacements) if replacement is None]
+            # tried again at each later step while it decays: counted per step, not logged
+            self.counts["release_refused_steps"] = self.counts.get("release_refused_steps", 0) + len(kept)
+            released = [entry for entry, replacement in zip(released, replacements) if replacement is not None]
+        else:
+            for pick, _, _ in released:
+                self._apply_pick(pick, +1)
+                self.cooldown.append([pick.group, pick.channel, t + self.cfg["sr_cooldown"]])
+            self._reselect = True
         by_group = defaultdict(list)
         for pick, c_rate, c_len in released:
             self.pending.remove(pick)
-            self._apply_pick(pick, +1)
-            self.cooldown.append([pick.group, pick.channel, t + self.cfg["sr_cooldown"]])
             by_group[pick.group].append((pick.channel, c_rate, c_len))
         for name, entries in by_group.items():
             self.log.append({"step": t, "event": "release", "group": name,
@@ -262,33 +335,53 @@ class DPMPruner(Pruner):
                              "c_len": [round(e[2], 6) for e in entries]})
         self.counts["released"] += len(released)
 
-    # ------------------------------------------------------------------ selection
-    def _project(self) -> None:
-        """Projected [out, in] channels per conv/linear layer and their MACs, with every
-        pending pick counted as removed."""
+    # ------------------------------------------------------------------ selection (iterative hosts)
+    def project(self) -> None:
+        """The current shapes, a copy of the model to count candidate shapes on, and the
+        projected conv + linear channels and MACs with every pending pick counted as removed."""
+        model = self.ctx.model
+        self.names = {module: name for name, module in model.named_modules()}
+        self.shapes = layer_shapes(model)
+        if self.otov2:  # DHSPG picks by itself: no projection to select with
+            return
+        self.counting_model = copy.deepcopy(model).cpu().float().eval()  # to cut candidate shapes on
+        self.counting_input = self.example.detach().cpu()
         self.projected = {m: MacCounter.channels(m) for m in self.mac_counter.layers}
         self.projected_macs = self.mac_counter.total()
         for pick in self.pending:
             self._apply_pick(pick, -1)
 
     def _apply_pick(self, pick: Pick, sign: int) -> None:
-        """Update the projection for a pick (sign -1) or a release (+1)."""
+        """Update the conv + linear projection for a pick (sign -1) or a release (+1)."""
         for change in self.host.groups[pick.group].layer_changes:
             k = change.per_channel[pick.channel]
-            if not k:
+            if not k or change.kind == "bn":
                 continue
             counts = self.projected[change.module]
             before = self.mac_counter.layer_macs(change.module, *counts)
             counts[0 if change.kind == "out" else 1] += sign * k
             self.projected_macs += self.mac_counter.layer_macs(change.module, *counts) - before
 
-    def target_macs(self) -> float:
-        """The MACs the schedule asks for now: linear from the original at the phase start to
-        original / speedup at the last event."""
+    def projected_count(self, extra: list[Pick]) -> Count:
+        """The paper's count of the model with every pending pick and `extra` removed: the
+        shapes are cut on a copy and counted by the host's counter (exact; what matters is the
+        number of channels per layer, not which)."""
+        shapes = {name: list(shape) for name, shape in self.shapes.items()}
+        for pick in [*self.pending, *extra]:
+            for change in self.host.groups[pick.group].layer_changes:
+                k = change.per_channel[pick.channel]
+                shape = shapes[self.names[change.module]]
+                shape[{"out": 1, "in": 0, "bn": 0}[change.kind]] -= k
+        return self.host.count(restore_shapes(copy.deepcopy(self.counting_model), shapes), self.counting_input)
+
+    def target_ops(self) -> float:
+        """The FLOPs (the paper's counter) the schedule asks for now: linear from the original at
+        the phase start to original / speedup at the last event."""
+        original = self.originals["paper"]["ops"]
         if self.target_index < 0:
-            return float(self.macs_original)
+            return float(original)
         fraction = (self.target_index + 1) / len(self.events)
-        return self.macs_original - fraction * (self.macs_original - self.macs_original / self.speedup)
+        return original - fraction * (original - original / self.speedup)
 
     def _normalize(self, scores: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
         """Torch-Pruning's per-group normalisers, over the channels that are not being pruned."""
@@ -310,8 +403,6 @@ class DPMPruner(Pruner):
             blocked[name].add(channel)
         scores, owners = [], []
         for name, group in self.host.groups.items():
-            if raw.get(name) is None:
-                continue
             basis = torch.ones(group.size, dtype=torch.bool)
             basis[list(pending.get(name, ()))] = False
             normalized = self._normalize(raw[name].float().cpu(), basis)
@@ -323,43 +414,96 @@ class DPMPruner(Pruner):
         order = torch.sort(torch.cat(scores), stable=True).indices.tolist()
         return [owners[i] for i in order]
 
-    def _select(self, t: int) -> list[Pick]:
-        """Pick the lowest-ranked channels until the projected MACs meet the target."""
-        target = self.target_macs()
-        if self.projected_macs <= target:
-            return []
+    def _candidate_picks(self, t: int) -> list[Pick]:
+        """The channels in the order they would be picked, each layer keeping one channel."""
         alive = {name: group.size for name, group in self.host.groups.items()}
         for pick in self.pending:
             alive[pick.group] -= 1
         norms: dict[str, list[float]] = {}
-        picked: list[Pick] = []
+        sequence = []
         for name, channel in self.ranked_candidates(t):
-            if self.projected_macs <= target:
-                break
             if alive[name] <= 1:  # a layer keeps at least one channel
                 continue
             if name not in norms:
                 norms[name] = self.host.groups[name].sq_norms().sqrt().tolist()
-            pick = Pick(name, channel, t, norms[name][channel])
-            self.pending.append(pick)
-            self._apply_pick(pick, -1)
+            sequence.append(Pick(name, channel, t, norms[name][channel]))
             alive[name] -= 1
-            picked.append(pick)
-        if self.projected_macs > target:
+        return sequence
+
+    def _shortest_prefix(self, sequence: list[Pick], target: float, now: float) -> int | None:
+        """The fewest leading picks of `sequence` after which the paper's counter meets `target`
+        (it falls with every pick), or None when even all of them do not. The conv + linear
+        projection, scaled by the counters' ratio now, guesses where; exact counts around the
+        guess find it."""
+        cumulative, macs = [], self.projected_macs
+        for pick in sequence:
+            self._apply_pick(pick, -1)
+            cumulative.append(self.projected_macs)
+        for pick in sequence:
+            self._apply_pick(pick, +1)
+        self.projected_macs = macs
+        ratio = now / max(macs, 1)
+        guess = next((k + 1 for k, value in enumerate(cumulative) if value * ratio <= target), len(sequence))
+        exact: dict[int, float] = {0: now}
+
+        def ops(k: int) -> float:
+            if k not in exact:
+                exact[k] = self.projected_count(sequence[:k]).ops
+            return exact[k]
+
+        if ops(len(sequence)) > target:
+            return None
+        low, high = 0, len(sequence)  # ops(low) > target >= ops(high)
+        step = 1
+        if ops(guess) <= target:
+            high = guess
+            while high - step > low and ops(high - step) <= target:
+                high, step = high - step, 2 * step
+            low = max(low, high - step)
+        else:
+            low = guess
+            while low + step < high and ops(low + step) > target:
+                low, step = low + step, 2 * step
+            high = min(high, low + step)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if ops(middle) <= target else (middle, high)
+        return high
+
+    def select(self, t: int) -> list[Pick]:
+        """Pick the lowest-ranked channels until the paper's counter meets the target."""
+        target = self.target_ops()
+        now = self.projected_count([]).ops
+        if now <= target:
+            return []
+        sequence = self._candidate_picks(t)
+        k = self._shortest_prefix(sequence, target, now)
+        if k is None:
             raise PruneBenchError(
                 f"pruner.speedup: the target {self.speedup}x cannot be reached: no channel left to pick at step {t} "
-                f"(projected {self.macs_original / self.projected_macs:.3f}x); no record was written")
-        self.counts["picked"] += len(picked)
-        by_group = defaultdict(list)
+                f"(projected {self.originals['paper']['ops'] / self.projected_count(sequence).ops:.3f}x); "
+                "no record was written")
+        picked = sequence[:k]
+        before_last = self.projected_count(picked[:-1]).ops
+        self.pending += picked
         for pick in picked:
-            by_group[pick.group].append(pick.channel)
-        for name, channels in by_group.items():
-            self.log.append({"step": t, "event": "pick", "group": name, "channels": sorted(channels)})
+            self._apply_pick(pick, -1)
+        self.counts["picked"] += len(picked)
+        self._log_channels(t, "pick", [(p.group, p.channel) for p in picked])
+        self.log.append({"step": t, "event": "select", "target_ops": target, "ops": self.projected_count([]).ops,
+                         "ops_before_last_pick": before_last})
         return picked
+
+    def _log_channels(self, t: int, event: str, channels: list[tuple[str, int]]) -> None:
+        by_group = defaultdict(list)
+        for name, channel in channels:
+            by_group[name].append(channel)
+        for name, group_channels in by_group.items():
+            self.log.append({"step": t, "event": event, "group": name, "channels": sorted(group_channels)})
 
     # ------------------------------------------------------------------ removal
     def _remove(self, picks: list[Pick], t: int) -> None:
-        """Remove the picked channels physically (Torch-Pruning), then renumber what is left."""
+        """Remove the channels physically (Torch-Pruning), then renumber what is left."""
         by_group = defaultdict(list)
         for pick in picks:
             by_group[pick.group].append(pick.channel)
@@ -369,7 +513,7 @@ class DPMPruner(Pruner):
                 kept.setdefault(param, []).extend(entries)
         for name, channels in by_group.items():
             self.host.groups[name].remove(channels)
-            self.log.append({"step": t, "event": "remove", "group": name, "channels": sorted(channels)})
+        self._log_channels(t, "remove", [(p.group, p.channel) for p in picks])
         removed = {id(pick) for pick in picks}
         self.pending = [p for p in self.pending if id(p) not in removed]
         for pick in self.pending:
@@ -381,73 +525,65 @@ class DPMPruner(Pruner):
         self.host.refresh()
         for param, entries in kept.items():
             self._kept.setdefault(param, []).extend(entries)
-        self._project()
+        self.project()
 
-    # ------------------------------------------------------------------ end of the run
+    # ------------------------------------------------------------------ end of the stage
     def finish(self, evaluate: Callable[[nn.Module], dict]) -> dict:
         if self.pending:
             raise PruneBenchError(f"pruner.sp_steps: {len(self.pending)} picked channels were still decaying when "
                                   f"training ended; lengthen pruner.finetune.epochs or shorten sp_steps")
-        model = self.ctx.model
-        input_size = tuple(self.example.shape)
-        params, macs = count_params_macs(model, input_size)
-        if macs > self.macs_original / self.speedup:
-            raise PruneBenchError(f"pruner.speedup: achieved {self.macs_original / macs:.4f}x misses the target "
-                                  f"{self.speedup}x; no record was written")
-        original = self._original_model()
-        tp_ops_original = tp.utils.count_ops_and_params(original, self.example)[0]
-        tp_ops = tp.utils.count_ops_and_params(model, self.example)[0]
-        repeats = self.cfg["latency_repeats"]
-        batch = self.example.new_zeros((128, *input_size[1:]))
-        latency_original = inference_latency(original, batch, repeats)
-        latency = inference_latency(model, batch, repeats)
+        counts = self.model_counts(self.ctx.model)
+        paper, original = counts["paper"], self.originals["paper"]
+        speedup = original["ops"] / paper["ops"]
+        if self.otov2:
+            target = self.originals["zero_groups_target"]
+            if self.counts["removed"] < target:
+                raise PruneBenchError(
+                    f"pruner.otov2.target_group_sparsity: {self.counts['removed']} of the {target} groups it asks for "
+                    "were zero when the stage ended; lengthen pruner.finetune.epochs or start the partition earlier")
+        elif speedup < self.speedup:
+            raise PruneBenchError(f"pruner.speedup: achieved {speedup:.4f}x misses the target {self.speedup}x "
+                                  "(the paper's counter); no record was written")
+        conv_linear, conv_linear_original = counts["conv_linear"], self.originals["conv_linear"]
         self.results = {
-            "macs_original": self.macs_original, "macs": macs,
-            "params_original": self.params_original, "params": params,
-            "flops_pct": 100.0 * macs / self.macs_original,
-            "params_pct": 100.0 * params / self.params_original,
-            "speedup_achieved": self.macs_original / macs,
-            "tp_ops_pct": 100.0 * float(tp_ops) / float(tp_ops_original),
-            "latency_ms": {"original": 1e3 * latency_original, "slimmed": 1e3 * latency,
-                           "ratio": latency / latency_original, "batch": 128, "repeats": repeats,
-                           "device": str(self.ctx.device)},
+            "counter": paper["counter"],
+            "params_original": original["params"], "params": paper["params"],
+            "ops_original": original["ops"], "ops": paper["ops"],
+            "flops_pct": 100.0 * paper["ops"] / original["ops"],
+            "params_pct": 100.0 * paper["params"] / original["params"],
+            "speedup_achieved": speedup,
+            "conv_linear": {
+                "params_original": conv_linear_original["params"], "params": conv_linear["params"],
+                "macs_original": conv_linear_original["macs"], "macs": conv_linear["macs"],
+                "flops_pct": 100.0 * conv_linear["macs"] / conv_linear_original["macs"],
+                "speedup": conv_linear_original["macs"] / conv_linear["macs"]},
         }
         return {}
-
-    def _original_model(self) -> nn.Module:
-        """The unpruned model (its shapes, for counts and latency), laid out as the pruned one."""
-        model = self.ctx.model_spec.build().to(self.ctx.device)
-        return model.to(memory_format=torch.channels_last) if _is_channels_last(self.ctx.model) else model
 
     def report(self) -> dict:
         if not hasattr(self, "ctx"):
             return {}
-        model = self.ctx.model
-        macs = self.mac_counter.total()
-        params = sum(p.numel() for p in model.parameters())
-        return {
+        report = {
             "method": "dpm", "reconstruction": RECONSTRUCTION, "host": self.cfg["host"], "decay": self.decay,
-            "criterion": self.cfg["importance"]["criterion"] if self.cfg["host"] == "bnscale" else "group_l2",
-            "normalizer": self.normalizer, "speedup_target": self.speedup,
-            "macs_original": self.macs_original, "macs": macs,
-            "params_original": self.params_original, "params": params,
-            "flops_pct": 100.0 * macs / self.macs_original, "params_pct": 100.0 * params / self.params_original,
-            "speedup_achieved": self.macs_original / macs,
-            "groups": dict(self.counts), "pending": len(self.pending),
-            "events_planned": self.events,
-            "channels": {name: shape for name, shape in layer_shapes(model).items() if len(shape) == 2},
+            "criterion": {"bnscale": self.cfg["importance"]["criterion"], "otov2": "dhspg"}.get(self.cfg["host"],
+                                                                                               "group_l2"),
+            "normalizer": self.normalizer, "speedup_target": None if self.otov2 else self.speedup,
+            "groups": dict(self.counts), "pending": len(self.pending), "events_planned": self.events,
+            "channels": {name: shape for name, shape in layer_shapes(self.ctx.model).items() if len(shape) == 2},
             **self.results,
             "event_log": self.log,
         }
+        if self.otov2:
+            report["group_sparsity_target"] = self.cfg["otov2"]["target_group_sparsity"]
+        return report
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {
-            "pending": [[p.group, p.channel, p.step, p.norm_init] for p in self.pending],
+            "pending": [[p.group, p.channel, p.step, p.norm_init, p.length] for p in self.pending],
             "cooldown": [list(entry) for entry in self.cooldown],
             "log": self.log, "counts": dict(self.counts), "target_index": self.target_index,
-            "macs_original": self.macs_original, "params_original": self.params_original,
-            "host": self.host.state_dict(),
+            "originals": self.originals, "reselect": self._reselect, "host": self.host.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -455,40 +591,40 @@ class DPMPruner(Pruner):
         self.cooldown = [list(entry) for entry in state["cooldown"]]
         self.log, self.counts = list(state["log"]), dict(state["counts"])
         self.target_index = state["target_index"]
-        self.macs_original, self.params_original = state["macs_original"], state["params_original"]
+        self.originals, self._reselect = state["originals"], state["reselect"]
         self.host.load_state_dict(state["host"])
-        self._project()
-
-    def architecture(self) -> dict | None:
-        if not hasattr(self, "ctx"):
-            return None
-        return {"model": self.ctx.model_spec.as_dict(), "layers": layer_shapes(self.ctx.model)}
-
-    def restore_architecture(self, model: nn.Module, architecture: dict) -> nn.Module:
-        return restore_shapes(model, architecture["layers"])
+        self.project()
 
 
-def _is_channels_last(model: nn.Module) -> bool:
-    for p in model.parameters():
-        if p.dim() == 4 and min(p.shape) > 1:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
+@torch.no_grad()
+def sp_target(norm_init: torch.Tensor, n: torch.Tensor, length: torch.Tensor, schedule: str) -> torch.Tensor:
+    """SP's target norm after n of a pick's `length` decay steps: linear or cosine from its norm
+    at pick time down to zero at n = length."""
+    fraction = (n / length).clamp(max=1.0)
+    if schedule == "cosine":
+        return norm_init * 0.5 * (1 + torch.cos(math.pi * fraction))
+    return norm_init * (1 - fraction)
 
 
-@torch.inference_mode()
-def inference_latency(model: nn.Module, batch: torch.Tensor, repeats: int) -> float:
-    """Median seconds of one forward pass of `batch` (eval mode), after one warm-up pass."""
-    was_training = model.training
-    model.eval()
-    batch = batch.contiguous(memory_format=torch.channels_last) if _is_channels_last(model) else batch
-    synchronize = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
-    model(batch)
-    synchronize()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        model(batch)
-        synchronize()
-        seconds.append(time.perf_counter() - started)
-    model.train(was_training)
-    return statistics.median(seconds)
+def rescale(groups: dict, plan: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+    """Scale each decaying channel's slices so their joint norm is its target (`plan`: group ->
+    (channels, targets, L_init)). Channels of two groups can share entries (a conv's output filter
+    in one group holds input columns of another), so scaling one moves the other's norm: repeat
+    until every norm is within RESCALE_TOLERANCE x L_init of its target (two or three passes in
+    practice), or raise RescaleDidNotConverge."""
+    for _ in range(RESCALE_PASSES):
+        norms = {name: groups[name].sq_norms().sqrt()[channels] for name, (channels, _, _) in plan.items()}
+        off = [((norms[name] - target).abs() - RESCALE_TOLERANCE * norm_init).max()
+               for name, (_, target, norm_init) in plan.items() if target.numel()]
+        if not off or float(torch.stack(off).max()) <= 0:
+            return
+        for name, (channels, target, _) in plan.items():
+            group = groups[name]
+            factors = torch.ones(group.size, device=target.device)
+            factors[channels] = torch.where(norms[name] > 0, target / norms[name].clamp_min(TINY),
+                                            torch.zeros_like(target))
+            group.scale_(factors)
+    worst = max(float(((norms[name] - target).abs() / norm_init.clamp_min(TINY)).max())
+                for name, (_, target, norm_init) in plan.items() if target.numel())
+    raise RescaleDidNotConverge(f"SP's rescale left a decaying group {worst:.3g} x L_init off its target norm after "
+                                f"{RESCALE_PASSES} passes (a channel with no weight left cannot grow back to its target)")

@@ -44,8 +44,15 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ...errors import ConfigError
-from .groups import IN_HANDLERS, OUT_HANDLERS, SLICED, ChannelGroup, Slice, collect_groups
-from .hosts import classifier
+from .groups import (
+    IN_HANDLERS,
+    OUT_HANDLERS,
+    SLICED,
+    ChannelGroup,
+    Slice,
+    classifier,
+    collect_groups,
+)
 
 PRODUCING_DIM, CONSUMING_DIM = 0, 1
 
@@ -92,6 +99,11 @@ class ZIGGroup:
         self.out_side = copy.copy(channels)
         self.out_side.slices = [piece for piece in channels.slices if piece.dim == PRODUCING_DIM]
         self.variables = self.out_side.slices
+
+    @property
+    def layer_changes(self):
+        """How removing a channel changes each layer's shape (the whole group's, ChannelGroup)."""
+        return self.channels.layer_changes
 
     def sq_norms(self, of: str = "weight") -> torch.Tensor:
         """Per channel: the squared L2 norm of its variables (of="grad": of their gradients)."""
