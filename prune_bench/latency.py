@@ -35,6 +35,8 @@ import torch.nn as nn
 CIFAR_IMAGE_SHAPE = (3, 32, 32)  # every dataset this project trains on (CIFAR-10/100, synthetic)
 CONFIDENCE = 0.95  # of the median's interval that decides stability
 
+WARMUP_PASSES = 3  # untimed forward passes per model and batch size before the timed ones
+
 
 class UnstableLatencyWarning(RuntimeWarning):
     """A latency measurement stopped at a cap before its median's interval was within tolerance."""
@@ -231,7 +233,7 @@ def _check_options(warmup: int, min_repeats: int, max_repeats: int, max_seconds:
 
 def interleaved_latency(models: dict[str, nn.Module], image_shape: tuple[int, ...], batch_size: int,
                         device: torch.device | str, threads: int | None = None, bf16: bool = False,
-                        channels_last: bool = False, warmup: int = 3, min_repeats: int = 10,
+                        channels_last: bool = False, warmup: int = WARMUP_PASSES, min_repeats: int = 10,
                         max_repeats: int = 1000, max_seconds: float = 20.0, rel_tol: float = 0.02,
                         turn_seconds: float = 0.05, seed: int = 0) -> dict[str, Latency]:
     """The forward latency of each model at `batch_size`, the models timed in turns.

@@ -175,8 +175,9 @@ def test_one_shot_levels_and_dpm_latency_are_counted_as_evaluations(tmp_path):
     dpm = tiny_dpm_config(tmp_path / "runs")
     (job,) = plan.plan_jobs([([], dpm)])
     cost = plan.job_cost(job, FAKE_PROBE)
-    # epochs 1 + 2 + 3, each evaluated; the finish's evaluation; latency: 2 x 2 passes of 128 of 50 test images
-    assert cost.steps == 6 * 4 and cost.evaluations == pytest.approx(6 + 1 + 2 * 2 * 128 / 50)
+    # epochs 1 + 2 + 3, each evaluated; the finish's evaluation; latency: dense and slimmed, 3 warm-up
+    # and min_repeats 3 passes at batch 1 and at batch 4, against 50 test images
+    assert cost.steps == 6 * 4 and cost.evaluations == pytest.approx(6 + 1 + 2 * (3 + 3) * (1 + 4) / 50)
 
 
 def test_the_probe_times_engine_loop_steps(tmp_path, monkeypatch):

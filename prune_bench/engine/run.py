@@ -132,7 +132,7 @@ def run_locked(cfg, data, device, pruner, stages: list[Stage], created: Created,
         record = build_record(cfg, data, runtime, results, pruner, metrics, run_id, run_dir, started)
         if pruner.changes_shapes and record["status"] == "finished":
             record["latency"] = slimming_latency(cfg.latency, spec, final.model, final.runtime or runtime,
-                                                 tuple(data.train_images.shape[1:]), log)
+                                                 tuple(data.train_images.shape[1:]), monitor.detail)
         if cfg.trainer.save_model and record["status"] == "finished":
             architecture = final.architecture
             save_model(run_dir, final.model, architecture)
@@ -149,7 +149,8 @@ def slimming_latency(section, spec: ModelSpec, slimmed, runtime: Runtime, image_
     """Dense (the unpruned model of the run's spec) against slimmed forward time at each batch
     size of the `latency` section, on the run's device, in the precision and memory format the
     pruning stage trained in, the two timed in turns (latency.py). Per batch size: both
-    measurements (median, its 95% interval, spread, repeats, threads) and the speed-up."""
+    measurements (median, its 95% interval, spread, repeats, threads) and the speed-up. An unstable
+    measurement is said in log.txt (`log`) and marked "(unstable)" in the run's summary line."""
     with torch.random.fork_rng(devices=[]):  # the dense weights do not matter for its time
         torch.manual_seed(0)
         dense = runtime.place(spec.build())

@@ -27,12 +27,11 @@ from ..engine.checkpoint import checkpoint_epoch
 from ..engine.stages import Stage, plan_stages
 from ..errors import ConfigError, PruneBenchError
 from ..humanize import duration
+from ..latency import WARMUP_PASSES
 from ..layout import CHECKPOINT
 from ..pruning import build_pruner
 from .probe import Probe, probe_key, process_start_seconds, run_probe
 from .status import RunStatus, inspect_run
-
-DPM_LATENCY_BATCH = 128  # pruning/dpm: the batch its latency measurement times, dense and slimmed
 
 
 @dataclass
@@ -193,9 +192,10 @@ def evaluations_in(stage: Stage, epochs_to_train: int) -> int:
 def pruning_evaluations(job: PlannedJob) -> float:
     """Test-set passes of the pruning work that is not a training step (pruning/ declares no
     cost, so its settings are read here): the evaluation after a pruner's finish; one-shot
-    magnitude pruning's levels, each evaluated on a pruned copy at its stage's start; DPM's latency
-    measurement (dense and slimmed, a warm-up and latency_repeats forward passes of a batch of
-    128 each, counted as evaluated images)."""
+    magnitude pruning's levels, each evaluated on a pruned copy at its stage's start; a slimmed
+    model's latency measurement (the `latency` section: dense and slimmed, the warm-up and at
+    least min_repeats forward passes at each batch size, counted as evaluated images; a median
+    that takes longer to settle takes up to max_seconds more)."""
     pruner = job.cfg.pruner
     if pruner.name == "none":
         return 0.0
@@ -204,7 +204,8 @@ def pruning_evaluations(job: PlannedJob) -> float:
     if pruner.name == "magnitude" and not (last.directory / CHECKPOINT).is_file():
         passes += len({float(level) for level in pruner.sparsity_levels} | {float(pruner.sparsity)})
     if pruner.name == "dpm":
-        passes += 2 * (int(pruner.latency_repeats) + 1) * DPM_LATENCY_BATCH / job.n_test
+        timed = 2 * (WARMUP_PASSES + int(job.cfg.latency.min_repeats))
+        passes += sum(timed * int(batch) for batch in job.cfg.latency.batch_sizes) / job.n_test
     return passes
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import DeviceData, load_data
+from ..data import Augment, DeviceData, load_data
 from ..engine.checkpoint import save_checkpoint
 from ..engine.loop import FitState, Training, evaluate, train_epoch
 from ..engine.runtime import Runtime, resolve_device, resolve_precision
@@ -79,11 +79,11 @@ def data_slice(data: DeviceData, n_train: int, n_test: int) -> DeviceData:
                    test_images=data.test_images[:n_test], test_labels=data.test_labels[:n_test])
 
 
-def timed_step(training: Training, data: DeviceData, trainer, state: FitState) -> float:
+def timed_step(training: Training, data: DeviceData, trainer, state: FitState, augment: Augment) -> float:
     """One step through engine.loop.train_epoch over a one-batch slice: its seconds, the device's
     queued work included (train_epoch reads its loss at the end)."""
     clock = time.perf_counter()
-    train_epoch(training, data, trainer, seed=0, augment=True, state=state)
+    train_epoch(training, data, trainer, seed=0, augment=augment, state=state)
     seconds = time.perf_counter() - clock
     state.epoch += 1
     state.diverged_step = None  # a non-finite loss on random weights: its time counts all the same
@@ -116,12 +116,13 @@ def run_probe(cfg: DictConfig) -> Probe:
     trainer = OmegaConf.create({"epochs": 1, "batch_size": batch_size,
                                 "label_smoothing": float(cfg.trainer.get("label_smoothing", 0.0))})
     state = FitState()
+    augment = Augment.from_config(cfg.data)  # the run's own augmentation (mixup included)
     batch = data_slice(data, min(data.n_train, batch_size), 0)
     for _ in range(WARMUP_STEPS):
-        timed_step(training, batch, trainer, state)
+        timed_step(training, batch, trainer, state, augment)
     durations: list[float] = []
     while len(durations) < MIN_STEPS or (sum(durations) < PROBE_SECONDS and len(durations) < MAX_STEPS):
-        durations.append(timed_step(training, batch, trainer, state))
+        durations.append(timed_step(training, batch, trainer, state, augment))
     seconds_per_step = statistics.median(durations)
 
     eval_batch = min(data.test_labels.numel(), runtime.eval_batch_size)
