@@ -176,12 +176,12 @@ def status_command(args: list[str]) -> int:
 def table_command(command: str, args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"prune-bench {command}")
     parser.add_argument("name", help="table name (prune-bench list shows them)")
-    parser.add_argument("--runs-dir", default="runs", help="where run records are (default: runs)")
+    parser.add_argument("--runs", default="runs", help="the runs folder to read records from (default: runs)")
     parser.add_argument("--results-dir", default="results", help="where to write (default: results)")
     options = parser.parse_args(args)
-    runs_dir, results_dir = Path(options.runs_dir), Path(options.results_dir)
+    runs_dir, results_dir = Path(options.runs), Path(options.results_dir)
     if not runs_dir.is_dir():
-        raise PruneBenchError(f"--runs-dir: {runs_dir} does not exist (run some experiments first)")
+        raise PruneBenchError(f"--runs: {runs_dir} does not exist (run some experiments first)")
     if options.name not in table_names():
         listing = f"allowed: {', '.join(table_names())}"
         raise PruneBenchError(f"{command}: unknown table '{options.name}'; {suggest(options.name, table_names(), listing)}")

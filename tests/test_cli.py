@@ -78,7 +78,7 @@ def test_run_then_rerun_then_table(tmp_path):
     record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
     assert record["status"] == "finished" and record["params"] == 269_722
     assert set(record["versions"]) >= {"torch", "python", "prune_bench"}
-    table = run_cli(["table", "baselines", "--runs-dir", str(tmp_path / "runs"),
+    table = run_cli(["table", "baselines", "--runs", str(tmp_path / "runs"),
                      "--results-dir", str(tmp_path / "results")], cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "| cifar10-synthetic | 1 | resnet20 |" in table.stdout
@@ -95,7 +95,7 @@ def test_unknown_command_and_table(tmp_path):
     result = run_cli(["frobnicate"], cwd=tmp_path)
     assert result.returncode == 2 and "unknown command 'frobnicate'" in result.stderr
     (tmp_path / "runs").mkdir()
-    result = run_cli(["table", "nope", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path)
+    result = run_cli(["table", "nope", "--runs", str(tmp_path / "runs")], cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown table 'nope'" in result.stderr
 
 

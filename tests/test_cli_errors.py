@@ -179,7 +179,7 @@ def test_a_runs_folder_that_cannot_be_made_is_one_line(tmp_path):
 def test_a_results_folder_that_cannot_be_made_is_one_line(tmp_path, finished):
     folder, _ = finished
     (tmp_path / "file").write_text("not a folder")
-    result = run_cli(["table", "baselines", "--runs-dir", str(folder / "runs"),
+    result = run_cli(["table", "baselines", "--runs", str(folder / "runs"),
                       "--results-dir", str(tmp_path / "file" / "results")], cwd=tmp_path)
     assert error_line(result).startswith(f"--results-dir: cannot write {tmp_path / 'file' / 'results'}")
 
@@ -257,7 +257,7 @@ def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
     folder, _ = finished
     (tmp_path / "results").mkdir()
     read_only(tmp_path / "results")
-    result = without_root_powers(["table", "baselines", "--runs-dir", str(folder / "runs"),
+    result = without_root_powers(["table", "baselines", "--runs", str(folder / "runs"),
                                   "--results-dir", str(tmp_path / "results")], cwd=tmp_path)
     line = error_line(result)
     assert line.startswith(f"--results-dir: cannot write {tmp_path / 'results'}") and "Permission denied" in line
@@ -473,7 +473,7 @@ def test_ctrl_c_in_table_plot_or_export_says_nothing_was_written(tmp_path, finis
         (run_dir,) = runs.glob("*/record.json")
         argv = [command[0], str(run_dir.parent), "--out", str(tmp_path / "results"), *command[2:]]
     else:
-        argv = [*command, "--runs-dir", str(runs), "--results-dir", str(tmp_path / "results")]
+        argv = [*command, "--runs", str(runs), "--results-dir", str(tmp_path / "results")]
     with pytest.raises(SystemExit) as caught:
         cli.main(argv)
     assert caught.value.code == 130
@@ -493,7 +493,7 @@ def test_a_file_that_is_no_archive_is_named_whole(tmp_path):
 
 def test_plot_of_an_unknown_table_says_plot(tmp_path):
     (tmp_path / "runs").mkdir()
-    line = error_line(run_cli(["plot", "nonexistent", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path))
+    line = error_line(run_cli(["plot", "nonexistent", "--runs", str(tmp_path / "runs")], cwd=tmp_path))
     assert line.startswith("plot: unknown table 'nonexistent'; allowed: ")
 
 

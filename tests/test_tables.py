@@ -211,6 +211,6 @@ def test_a_table_without_matching_runs_says_so_in_one_line_and_writes_nothing(tm
         results.write_table("grda2020", tmp_path / "runs", tmp_path / "out")
     assert str(error.value) == f"table: no finished runs under {tmp_path / 'runs'} match table 'grda2020'"
     assert not (tmp_path / "out").exists()
-    done = run_cli(["table", "grda2020", "--runs-dir", "runs", "--results-dir", "out"], cwd=tmp_path)
+    done = run_cli(["table", "grda2020", "--runs", "runs", "--results-dir", "out"], cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")  # as `plot` does
     assert done.stderr == "prune-bench: error: table: no finished runs under runs match table 'grda2020'\n"
