@@ -395,6 +395,20 @@ def test_release_moves_a_group_back_and_a_replacement_keeps_the_gp_count():
         optimizer.release([optimizer.important_groups()[0]])
 
 
+def test_release_answers_in_the_order_it_was_asked():
+    # as test_release_never_takes..., but both asked at once, the higher id first: its answer comes first
+    model, zigs, optimizer = tiny_run(partition_step=0, tolerance_group_sparsity=0.4, epsilon=0.0)
+    images, labels = toy_data()
+    train_step(model, optimizer, images, labels)
+    name = next(iter(zigs.groups))
+    low, high = sorted(z for z in zigs.ids(name) if z in optimizer.redundant_groups())[:2]
+    answers = optimizer.release([high, low])
+    assert answers[0] is not None and answers[1] is None  # high took the one movable channel; low stayed
+    assert high not in optimizer.redundant_groups() and low in optimizer.redundant_groups()
+    with pytest.raises(ValueError, match="named twice"):
+        optimizer.release([low, low])
+
+
 def test_release_never_takes_the_last_channel_of_a_group_and_needs_a_replacement():
     # K = int(16 * 0.9) = 14 = 16 - one channel per group: each group has one channel outside G_p
     model, zigs, optimizer = tiny_run(partition_step=0, tolerance_group_sparsity=0.4, epsilon=0.0)

@@ -118,7 +118,9 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
     probes = probe_jobs(planned, launcher != "basic") if todo and "slurm" not in launcher else None
     costs = job_costs(planned, probes) if probes is not None else [None] * len(planned)
     cells = cell_labels([job.overrides for job in planned])
-    extra = {i: f"[{cells[i]}]" + (f"  {cost_text(job, costs[i])}" if dry_run and cost_text(job, costs[i]) else "")
+    # a pending run is named by its overrides already; a run with a folder gets its cell's label
+    extra = {i: ("" if job.status.run_dir is None else f"[{cells[i]}]")
+             + (f"  {cost_text(job, costs[i])}" if dry_run and cost_text(job, costs[i]) else "")
              for i, job in enumerate(planned)}
     log(render(statuses, extra))
     log(cost_total(planned, costs, probes, probe_again=dry_run))

@@ -430,9 +430,12 @@ class DHSPG(torch.optim.Optimizer):
         """Move these (non-zero) G_p groups back to G_np; for each, the best-scored G_np group
         that has never been released and whose Torch-Pruning group keeps `min_kept_per_group`
         channels outside G_p joins G_p instead. A group with no such replacement stays in G_p
-        (released, it would leave the target out of reach). Returns the replacements, None for a
-        group that stayed."""
-        ids = self._as_ids(zigs)
+        (released, it would leave the target out of reach). Returns the replacements in the order
+        of `zigs`, None for a group that stayed."""
+        ids = [int(z) for z in zigs]  # the caller's order: the answers are matched to it
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"DHSPG.release: ZIGs named twice: {sorted({z for z in ids if ids.count(z) > 1})[:5]}")
+        self._as_ids(ids)  # range check
         if not self.partitioned:
             raise ValueError("DHSPG.release: nothing to release before the partition")
         wrong = [z for z in ids if not bool(self.in_gp[z]) or bool(self.zero[z])]
