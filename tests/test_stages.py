@@ -74,6 +74,20 @@ def test_a_pruning_schedule_that_does_not_fit_its_stage_is_refused_when_the_stag
         plan_stages(cfg, INFO, build_pruner(cfg.pruner))
 
 
+def whole_and_killed_then_resumed(overrides, tmp_path, monkeypatch, crash_when):
+    """The run uninterrupted; the same run crashed after the checkpoint `crash_when` picks, then
+    run again: (whole record, resumed record, the resumed run's lines)."""
+    whole = experiment.run(make_config([*overrides, f"paths.runs_dir={tmp_path / 'whole'}"]), log=quiet)
+    crash_after_checkpoint(monkeypatch, crash_when)
+    cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
+    with pytest.raises(Crash):
+        experiment.run(cut, log=quiet)
+    monkeypatch.undo()
+    lines = []
+    resumed = experiment.run(cut, log=lines.append)
+    return whole, resumed, lines
+
+
 @pytest.mark.parametrize("crash_in", ["pretrain", "prune"])
 def test_one_shot_pretraining_and_fine_tuning_resume_bitwise(tiny_overrides, tmp_path, monkeypatch, one_thread,
                                                             crash_in):
@@ -81,15 +95,9 @@ def test_one_shot_pretraining_and_fine_tuning_resume_bitwise(tiny_overrides, tmp
     killed in either, it resumes there and ends where an uninterrupted run ends; the mask holds."""
     overrides = [*tiny_overrides, "pruner=magnitude", "pruner.sparsity=0.6", "pruner.sparsity_levels=[0.3]",
                  "pruner.finetune_epochs=2", "data.synthetic.train_size=100"]
-    whole = experiment.run(make_config([*overrides, f"paths.runs_dir={tmp_path / 'whole'}"]), log=quiet)
     hooks = "none" if crash_in == "pretrain" else "magnitude"
-    crash_after_checkpoint(monkeypatch, lambda training, state, path: training.hooks.name == hooks and state.epoch == 1)
-    cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
-    with pytest.raises(Crash):
-        experiment.run(cut, log=quiet)
-    monkeypatch.undo()
-    lines = []
-    resumed = experiment.run(cut, log=lines.append)
+    whole, resumed, lines = whole_and_killed_then_resumed(
+        overrides, tmp_path, monkeypatch, lambda training, state, path: training.hooks.name == hooks and state.epoch == 1)
     stage = "pretrain" if crash_in == "pretrain" else "prune"
     assert any(line.startswith(f"resuming the {stage} stage") and "after epoch 1 of 2" in line for line in lines)
     assert resumed["metrics"] == whole["metrics"]
@@ -103,14 +111,8 @@ def test_one_shot_pretraining_and_fine_tuning_resume_bitwise(tiny_overrides, tmp
 
 def test_a_sparse_stage_killed_mid_way_resumes_bitwise(tiny_overrides, tmp_path, monkeypatch, one_thread):
     overrides = [*tiny_overrides, *DPM, "pruner.sparse.epochs=2", "trainer.epochs=1", "data.synthetic.train_size=100"]
-    whole = experiment.run(make_config([*overrides, f"paths.runs_dir={tmp_path / 'whole'}"]), log=quiet)
-    crash_after_checkpoint(monkeypatch, lambda training, state, path: training.hooks.name == "dpm-sparse")
-    cut = make_config([*overrides, f"paths.runs_dir={tmp_path / 'cut'}"])
-    with pytest.raises(Crash):
-        experiment.run(cut, log=quiet)
-    monkeypatch.undo()
-    lines = []
-    resumed = experiment.run(cut, log=lines.append)
+    whole, resumed, lines = whole_and_killed_then_resumed(
+        overrides, tmp_path, monkeypatch, lambda training, state, path: training.hooks.name == "dpm-sparse")
     assert any(line.startswith("resuming the sparse stage") for line in lines)
     assert resumed["metrics"]["test_acc"] == whole["metrics"]["test_acc"]
     assert resumed["stages"]["sparse"]["test_acc"] == whole["stages"]["sparse"]["test_acc"]

@@ -6,16 +6,21 @@ from __future__ import annotations
 import torch
 
 
+def closure_loss(closure):
+    """torch.optim's closure convention: the loss of `closure()` with gradients on, or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class GroupwiseOptimizer(torch.optim.Optimizer):
     """Subclasses implement `update_group(group, params)`: `params` are the group's parameters
     with a gradient (a group with none is skipped)."""
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if params:

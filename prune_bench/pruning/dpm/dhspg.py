@@ -65,6 +65,7 @@ from collections.abc import Iterable
 
 import torch
 
+from ...optim.groupwise import closure_loss
 from .zig import ZIGSet, ZIGSlice
 
 VARIANTS = ("sgd", "adam")
@@ -343,10 +344,7 @@ class DHSPG(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         groups = self._group_by_param()
         directions = {}
         for group in self.param_groups:
