@@ -116,7 +116,7 @@ def run_locked(cfg, data, device, pruner, stages: list[Stage], created: Created,
         if len(stages) == 1:
             plan = n_epochs(last.epochs)
         else:
-            plan = "stages " + " -> ".join(f"{stage.name} ({n_epochs(stage.epochs)})" for stage in stages)
+            plan = "stages " + " -> ".join(f"{stage.name} ({n_epochs(stage.epochs) if stage.epochs else 'no training'})" for stage in stages)
         log(f"run {run_dir}: {cfg.model.name} / {cfg.optimizer.name} / {cfg.pruner.name} on {data.info['label']} "
             f"({data.n_train} train images), {plan}, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
         spec = ModelSpec.from_config(OmegaConf.to_container(cfg.model, resolve=True), data.num_classes)
