@@ -19,7 +19,7 @@ from prune_bench.errors import ConfigError, PruneBenchError
 from prune_bench.metrics import MacCounter, count_params_macs
 from prune_bench.models import ModelSpec, build_model
 from prune_bench.pruning import TrainContext, build_pruner
-from prune_bench.pruning.dpm.pruner import sp_target
+from prune_bench.pruning.dpm.pruner import RescaleDidNotConverge, rescale, sp_target
 from prune_bench.pruning.dpm.shapes import layer_shapes, restore_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -466,3 +466,26 @@ def test_adam_moments_and_extra_optimizer_state_carry_over():
     assert torch.equal(sliced["state"][2]["exp_avg_sq"], state["state"][2]["exp_avg_sq"][:, [0, 2]])
     assert torch.equal(sliced["state"][3]["exp_avg"], state["state"][3]["exp_avg"])  # untouched
     assert sliced["state"][0]["step"] == state["state"][0]["step"]
+
+
+class RowGroup:
+    """The part of a channel group `rescale` uses: one row of a tensor per channel."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows, self.size = rows.clone(), rows.shape[0]
+
+    def sq_norms(self) -> torch.Tensor:
+        return (self.rows ** 2).sum(1)
+
+    def scale_(self, factors: torch.Tensor) -> None:
+        self.rows *= factors[:, None]
+
+
+def test_rescale_reaches_each_target_norm_or_raises():
+    groups = {"g": RowGroup(torch.tensor([[3.0, 4.0], [1.0, 0.0]]))}  # norms 5 and 1
+    rescale(groups, {"g": (torch.tensor([0]), torch.tensor([2.5]), torch.tensor([5.0]))})
+    torch.testing.assert_close(groups["g"].sq_norms().sqrt(), torch.tensor([2.5, 1.0]))
+    torch.testing.assert_close(groups["g"].rows[0], torch.tensor([1.5, 2.0]))  # the direction kept
+    dead = {"g": RowGroup(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))}  # a channel with no weight left
+    with pytest.raises(RescaleDidNotConverge, match="off its target norm"):
+        rescale(dead, {"g": (torch.tensor([0]), torch.tensor([0.5]), torch.tensor([1.0]))})
