@@ -253,22 +253,38 @@ def _sr_loop():
     return pruner, loop
 
 
-def test_sr_releases_a_group_whose_gradient_wants_it_back_and_the_speedup_still_holds():
-    pruner, loop = _sr_loop()
-    target = pruner.pending[0]
-    control, control_loop = _sr_loop()  # the same step without the constructed gradient
-    control_loop.step()
-    assert not any(e["event"] == "release" and e["group"] == target.group and target.channel in e["channels"]
-                   for e in control.log)
-    group = pruner.host.groups[target.group]
-    index = target.channel
-
-    def push_out(model):  # minus the squared norm of the target channel: its gradient points outward
+def _channel_sq_norm(group, index):
+    """A function of the model: the squared joint norm of channel `index` of `group`."""
+    def sq_norm(model):
         total = 0
         for piece in group.slices:
             positions = piece.index[piece.root == index]
             total = total + piece.tensor().index_select(piece.dim, positions).pow(2).sum()
-        return -50.0 * total
+        return total
+    return sq_norm
+
+
+def test_sr_releases_a_group_whose_gradient_wants_it_back_and_the_speedup_still_holds():
+    """The same step twice from the same state: with the target channel's gradient pointing
+    inward (control) it is not released, with it pointing outward it is. The constructed terms
+    move the channel's norm by a factor, far beyond any platform's rounding: the control's step
+    takes the target to half its norm (lr 0.05 x gradient 10 w), the test's to six times it."""
+    pruner, loop = _sr_loop()
+    target = pruner.pending[0]
+    control, control_loop = _sr_loop()
+    assert (control.pending[0].group, control.pending[0].channel) == (target.group, target.channel)
+    control_sq_norm = _channel_sq_norm(control.host.groups[target.group], target.channel)
+    control_loop.extra_loss = lambda model: 5.0 * control_sq_norm(model)
+    control_loop.step()
+    assert not any(e["event"] == "release" and e["group"] == target.group and target.channel in e["channels"]
+                   for e in control.log)
+    assert any((p.group, p.channel) == (target.group, target.channel) for p in control.pending)  # decays on
+    group = pruner.host.groups[target.group]
+    index = target.channel
+    sq_norm = _channel_sq_norm(group, index)
+
+    def push_out(model):  # minus the squared norm of the target channel: its gradient points outward
+        return -50.0 * sq_norm(model)
 
     loop.extra_loss = push_out
     picks_before = pruner.counts["picked"]

@@ -213,7 +213,9 @@ def test_each_published_point_is_labelled_at_its_point_and_labels_never_overlap(
             at_points = sorted((x, y) for item in wanted for x, y in zip(item.xs, item.ys))
             named = {item.tag for item in wanted if item.xs and item.ys}
             labelled = sorted(tuple(t.xy) for t in tags if t.get_text().replace("\n", " ") in named)
-            assert labelled == pytest.approx(at_points)  # every point labelled, at the point itself
+            assert len(labelled) == len(at_points), (name, panel)
+            for (x, y), (px, py) in zip(labelled, at_points):  # every point labelled, at the point itself
+                assert x == pytest.approx(px) and y == pytest.approx(py), (name, panel, (x, y), (px, py))
             panel_box = axes.get_window_extent(renderer).padded(1)
             boxes = [tag.get_bbox_patch().get_window_extent(renderer) for tag in tags]  # the label's white box
             for i, box in enumerate(boxes):
