@@ -342,6 +342,22 @@ def test_target_group_sparsity_is_reached_exactly_and_never_overshot(overflow):
     assert optimizer.last_selected() == []  # nothing is selected once the target is met
 
 
+@pytest.mark.parametrize("n, s, tolerance, target, partition", [
+    (40, 0.5, 0.0, 20, 20),   # s * n whole: T = s * n (the authors' float32 stop rule needs 21 below 64 groups)
+    (41, 0.5, 0.0, 21, 21),   # int(n (s + tol)) = 20 is below T: G_p is raised to T (theirs stays at 20)
+    (41, 0.5, 0.05, 21, 22),  # int(41 * 0.55) = 22 >= T: K as the authors take it
+    (64, 0.25, 0.0, 16, 16),
+])
+def test_target_is_ceil_s_n_and_the_partition_never_holds_fewer_groups(n, s, tolerance, target, partition):
+    """The two documented departures from the authors' counts (dhspg.py, "Where this differs"):
+    T = ceil(s n) zero groups, and |G_p| = max(int(n min(s + tol, 0.999)), T)."""
+    model = nn.Sequential(nn.Linear(2, n, bias=False), nn.ReLU(), nn.Linear(n, 1, bias=False))
+    zigs = build_zigs(model, torch.zeros(1, 2))
+    assert len(zigs) == n
+    optimizer = DHSPG(model.parameters(), zigs, lr=0.1, target_group_sparsity=s, tolerance_group_sparsity=tolerance)
+    assert optimizer.target_zero_count == target and optimizer.partition_count == partition
+
+
 def test_state_dict_round_trip_mid_run_continues_bitwise():
     images, labels = toy_data()
     model, _, optimizer = tiny_run(overflow="random")

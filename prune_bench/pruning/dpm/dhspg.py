@@ -31,16 +31,29 @@ g with variables x_g (all its producing-side entries, flattened) and direction d
 - Zero groups stay exactly zero: after every step their variables and the same rows of the
   optimizer state (momentum, Adam moments) are set to 0.
 
-Where this differs from the authors' code (only_train_once, DHSPG, v2.0.16): their projection
-is bounded per connected component by an upper sparsity of 1.0 and they stop once
-zeros / (n + 1e-6) >= s, so the last projecting step may overshoot the target; here the count is
-bounded by ceil(s * n) exactly. They take the global top K and then return to G_np the
-lowest-scored channel of any group taken whole (so |G_p| can fall below K); here the fill skips
-such channels and |G_p| = K. Their zero groups are those with ||x|| == 0 at the start of a step
-(any group); here the zero set is explicit (projected or `mark_zero`). Their momentum buffers of
-zero groups keep accumulating; here they are zeroed. Their Adam first moment starts at the first
-gradient; here Adam is torch.optim.Adam's (moments start at 0). Their weight_decay_type="l1_norm"
-acts only with AdamW; it is not offered here.
+Where this differs from the authors' code (only_train_once, DHSPG, v2.0.16):
+- Stop rule. They stop once zeros / total >= s, with total the number of groups plus 1e-6 per
+  group type (six types), summed in float32. For n <= 63 groups and s * n a whole number the
+  1e-6 survives the rounding, so s * n zero groups are not yet enough and they need s * n + 1
+  (1,813 of the 1,953 pairs with 2 <= n <= 63); for n >= 64, and whenever s * n is not whole,
+  the rule equals ours. Here the target is T = ceil(s * n) exactly, and the projection never
+  takes more than T (theirs is bounded only by an upper sparsity of 1.0 per component, so the
+  last projecting step can overshoot).
+- Partition size. Their G_p holds K = int(n * min(s + tol, 0.999)) groups, which with a small
+  tolerance can be fewer than the zero groups their stop rule needs (n = 41, s = 0.5, tol = 0:
+  K = 20 of the 21 needed; with s * n whole and n <= 63, K = s * n at tol = 0). Only G_p groups
+  are projected, so they never reach s and penalise G_p to the end. Here |G_p| = max(K, T).
+  They also take the global top K and then hand back to G_np the lowest-scored channel of any
+  group taken whole (so |G_p| can fall below K); here the fill skips such channels.
+- Adam. Both of their moments start at the first gradient (m_1 = g_1, v_1 = g_1^2, then
+  bias-corrected as usual), so their first step is sqrt(1 - beta2) / (1 - beta1) times torch's
+  (0.316 at the defaults 0.9, 0.999), and their second moment weighs g_1^2 1 / (1 - beta2) times
+  (1000x) as much as torch's, a difference that fades only as beta2^t. Here Adam is
+  torch.optim.Adam's (moments start at 0).
+- Their zero groups are those with ||x|| == 0 at the start of a step (any group); here the zero
+  set is explicit (projected or `mark_zero`). Their momentum buffers of zero groups keep
+  accumulating; here they are zeroed. Their weight_decay_type="l1_norm" acts only with AdamW;
+  it is not offered here.
 
 Hooks for DPM (Yang et al. 2024) on this host, as plain methods:
 - `redundant_groups()` (G_p ids), `important_groups()` (G_np), `zero_groups()`,
