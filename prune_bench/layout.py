@@ -78,7 +78,10 @@ def as_earlier_versions_hashed(tree: dict) -> None:
     - data.mixup_alpha (new): left out at 0, which computes what runs before it computed;
     - pruner.otov2 (new): only the otov2 host reads it; left out for the other hosts;
     - pruner.latency_repeats (retired: the latency measurement has its own section, outside the
-      identity): DPM runs before hashed it, at its default 5, so a DPM run's identity still does."""
+      identity): DPM runs before hashed it, at its default 5, so a DPM run's identity still does;
+    - pruner.sr_rate_baseline and pruner.otov2.replacement (new): left out where they compute
+      what runs before them computed: without SR, a baseline that is zero (auto is zero on the
+      hosts other than OTOv2), and the replacement by score."""
     data = tree.get("data", {})
     if data.get("mixup_alpha") == 0:
         data.pop("mixup_alpha")
@@ -87,6 +90,13 @@ def as_earlier_versions_hashed(tree: dict) -> None:
         if pruner.get("host") != "otov2":
             pruner.pop("otov2", None)
         pruner.setdefault("latency_repeats", 5)
+        sr = pruner.get("decay") == "sp+sr"
+        baseline = pruner.get("sr_rate_baseline")
+        if not sr or baseline == "zero" or (baseline == "auto" and pruner.get("host") != "otov2"):
+            pruner.pop("sr_rate_baseline", None)
+        otov2 = pruner.get("otov2", {})
+        if not sr or otov2.get("replacement") == "score":
+            otov2.pop("replacement", None)
 
 
 def _drop(tree: dict, dotted: str) -> None:

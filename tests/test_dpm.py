@@ -19,7 +19,13 @@ from prune_bench.errors import ConfigError, PruneBenchError
 from prune_bench.metrics import MacCounter, count_params_macs
 from prune_bench.models import ModelSpec, build_model
 from prune_bench.pruning import TrainContext, build_pruner
-from prune_bench.pruning.dpm.pruner import RescaleDidNotConverge, rescale, sp_target
+from prune_bench.pruning.dpm.pruner import (
+    RescaleDidNotConverge,
+    rescale,
+    resolved_rate_baseline,
+    sp_step_fraction,
+    sp_target,
+)
 from prune_bench.pruning.dpm.shapes import layer_shapes, restore_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -244,9 +250,9 @@ def test_decay_none_removes_picks_at_once_and_stops_where_the_papers_counter_cro
 # ---------------------------------------------------------------------------------- SR
 
 
-def _sr_loop():
-    pruner = build_pruner(dpm_config(decay="sp+sr", sp_steps=6, prune_epochs=1, prune_steps=1, T_rate=0.0,
-                                     T_len=1.0, sr_cooldown=100, speedup=1.5))
+def _sr_loop(**overrides):
+    pruner = build_pruner(dpm_config(**{"decay": "sp+sr", "sp_steps": 6, "prune_epochs": 1, "prune_steps": 1,
+                                        "T_rate": 0.0, "T_len": 1.0, "sr_cooldown": 100, "speedup": 1.5, **overrides}))
     loop = Loop(pruner, momentum=0.0, weight_decay=0.0, lr=0.05)
     for _ in range(10):
         loop.step()
@@ -304,6 +310,46 @@ def test_sr_releases_a_group_whose_gradient_wants_it_back_and_the_speedup_still_
     assert not pruner.pending
     ops = tp.utils.count_ops_and_params(loop.model, torch.zeros(1, 3, 32, 32))[0]
     assert pruner.originals["paper"]["ops"] / ops >= 1.5
+
+
+def test_sp_step_fraction_by_hand():
+    n, length = torch.arange(1, 5, dtype=torch.float32), torch.full((4,), 4.0)
+    # linear: 4 -> 3 -> 2 -> 1 -> 0 (x L_init / 4): SP takes 1/4, 1/3, 1/2, then all of what is left
+    torch.testing.assert_close(sp_step_fraction(n, length, "linear"), torch.tensor([1 / 4, 1 / 3, 1 / 2, 1.0]))
+    cosine = [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)]
+    torch.testing.assert_close(sp_step_fraction(n, length, "cosine"),
+                               torch.tensor([1 - cosine[k] / cosine[k - 1] for k in range(1, 5)]))
+
+
+def test_sr_rate_baseline_auto_is_decay_on_otov2_only():
+    for host, expected in (("otov2", "decay"), ("depgraph", "zero"), ("bnscale", "zero")):
+        assert resolved_rate_baseline({"host": host, "sr_rate_baseline": "auto"}) == expected
+        for explicit in ("zero", "decay"):
+            assert resolved_rate_baseline({"host": host, "sr_rate_baseline": explicit}) == explicit
+
+
+@pytest.mark.parametrize("baseline, push, released", [
+    ("zero", 0.5, True),    # the update grows the channel by about 5%: any growth releases it
+    ("decay", 0.5, False),  # 5% is less than the 1/6 of its norm SP takes off at step 1 of 6
+    ("decay", 3.0, True),   # about 30% is more
+])
+def test_with_the_decay_baseline_sr_releases_only_growth_beyond_what_sp_takes_off(baseline, push, released):
+    """The same step from the same state with an outward gradient on the target channel of a
+    strength `push`; its loss gradient alone moves its norm by 0.03% here."""
+    pruner, loop = _sr_loop(sr_rate_baseline=baseline)
+    target = pruner.pending[0]
+    sq_norm = _channel_sq_norm(pruner.host.groups[target.group], target.channel)
+    loop.extra_loss = lambda model: -push * sq_norm(model)
+    loop.step()
+    events = [e for e in pruner.log if e["event"] == "release" and e["group"] == target.group
+              and target.channel in e["channels"]]
+    assert bool(events) == released
+    if released:
+        c_rate = events[0]["c_rate"][events[0]["channels"].index(target.channel)]
+        assert c_rate > (1 / 6 if baseline == "decay" else 0)
+        assert events[0]["n"][events[0]["channels"].index(target.channel)] == 1
+    else:
+        assert any((p.group, p.channel) == (target.group, target.channel) for p in pruner.pending)
 
 
 def test_without_sr_nothing_is_released():

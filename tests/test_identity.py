@@ -79,3 +79,21 @@ def test_the_runs_an_earlier_version_wrote_keep_their_folders(overrides, info, f
     runs = layout.runs_root(cfg)
     assert stages[-1].directory == runs / folder
     assert [stage.directory for stage in stages[:-1]] == [runs / path for path in shared]
+
+
+def test_otov2_sr_with_its_earlier_settings_keeps_its_folder_and_the_new_defaults_get_another():
+    """SR on OTOv2 now compares C_rate with SP's own step and replaces by cost (docs/methods/dpm2024.md,
+    "Self-Rectifying on OTOv2"): those runs compute something new and must not reuse the earlier
+    folder; set back to the earlier behaviour, a run finds it."""
+    otov2 = ["+exp=dpm2024_quick_otov2", "pruner.decay=sp+sr"]
+    earlier = make_config([*otov2, "pruner.sr_rate_baseline=zero", "pruner.otov2.replacement=score"])
+    now = make_config(otov2)
+    info = jpeg(5000, 10000)
+    assert plan_stages(earlier, info, build_pruner(earlier.pruner))[-1].directory.name == "resnet20_sgd_dpm-17354baa50a3"
+    assert plan_stages(now, info, build_pruner(now.pruner))[-1].directory.name == "resnet20_sgd_dpm-0467ff45e493"
+    # without SR the new keys change nothing, so they stay out of the identity
+    for decay in ("none", "sp"):
+        assert identity("pruner=dpm", "model.shortcut=B", "pruner.host=otov2", "pruner.sparse_learning=false",
+                        f"pruner.decay={decay}", "pruner.otov2.replacement=score") == \
+            identity("pruner=dpm", "model.shortcut=B", "pruner.host=otov2", "pruner.sparse_learning=false",
+                     f"pruner.decay={decay}", "pruner.otov2.replacement=cost")

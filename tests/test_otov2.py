@@ -411,6 +411,25 @@ def test_release_moves_a_group_back_and_a_replacement_keeps_the_gp_count():
         optimizer.release([optimizer.important_groups()[0]])
 
 
+def test_release_with_costs_takes_the_best_scored_candidate_of_the_closest_cost():
+    runs = [tiny_run(partition_step=0, tolerance_group_sparsity=0.0, epsilon=0.0) for _ in range(2)]
+    images, labels = toy_data()
+    for model, _, optimizer in runs:
+        train_step(model, optimizer, images, labels)
+    (_, _, by_score), (_, _, by_cost) = runs
+    gp, scores = by_cost.redundant_groups(), by_cost.partition_scores()
+    assert by_score.redundant_groups() == gp
+    candidates = sorted((z for z in range(16) if z not in gp), key=lambda z: (-float(scores[z]), z))
+    best, second, third = candidates[:3]
+    released = gp[0]
+    costs = torch.full((16,), 100.0)  # every other candidate is far from the released group's cost
+    costs[released], costs[best], costs[second], costs[third] = 10.0, 50.0, 11.0, 9.0
+    # without costs the best-scored candidate; with them the best-scored of those 1 away (11 and 9)
+    assert by_score.release([released]) == [best]
+    assert by_cost.release([released], costs) == [second]
+    assert second in by_cost.redundant_groups() and best not in by_cost.redundant_groups()
+
+
 def test_release_answers_in_the_order_it_was_asked():
     # as test_release_never_takes..., but both asked at once, the higher id first: its answer comes first
     model, zigs, optimizer = tiny_run(partition_step=0, tolerance_group_sparsity=0.4, epsilon=0.0)

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 OTOV2 = [*TINY_DPM, "pruner.host=otov2", "pruner.sparse_learning=false", "pruner.finetune.epochs=4",
          "pruner.finetune.lr=0.1", "pruner.otov2.target_group_sparsity=0.3", "pruner.otov2.lmbda=1.0",
-         "pruner.otov2.epsilon=0.99", "pruner.sp_steps=3", "pruner.decay=sp+sr"]
+         "pruner.otov2.epsilon=0.99", "pruner.sp_steps=3", "pruner.decay=sp+sr",
+         # SR by construction: every decaying group qualifies (C_rate >= -1 always, C_len >= 0), so
+         # groups are released at each step while DHSPG has a replacement for them
+         "pruner.sr_rate_baseline=zero", "pruner.T_rate=-1.0", "pruner.T_len=-1.0"]
 
 
 def quiet(line):
@@ -43,7 +46,11 @@ def test_dhspg_picks_sp_decays_sr_releases_and_the_target_group_sparsity_is_remo
     assert whole["status"] == "finished" and report["host"] == "otov2" and report["counter"] == "conv + linear MACs"
     counts = report["groups"]
     events = report["event_log"]
-    assert counts["released"] > 0 and any(e["event"] == "release" for e in events)  # SR acted
+    releases = [e for e in events if e["event"] == "release"]
+    assert counts["released"] > 0 and releases  # SR acted
+    for event in releases:  # DHSPG named a replacement for each, and what each would remove is logged
+        assert len(event["replaced_by"]) == len(event["channels"]) == len(event["macs"]) == len(event["replacement_macs"])
+        assert all(m > 0 for m in event["macs"] + event["replacement_macs"])
     zeroed = sum(len(e["channels"]) for e in events if e["event"] == "zero")
     removed = sum(len(e["channels"]) for e in events if e["event"] == "remove")
     assert removed == counts["removed"] == zeroed  # every group SP took to zero, and only those, went

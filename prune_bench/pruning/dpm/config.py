@@ -16,6 +16,8 @@ from .hosts import CRITERIA, HOSTS_ALLOWED
 DECAYS = ("none", "sp", "sp+sr")
 SP_SCHEDULES = ("linear", "cosine")
 SR_LOGICS = ("and", "or")
+SR_RATE_BASELINES = ("auto", "zero", "decay")
+REPLACEMENTS = ("score", "cost")
 NORMALIZERS = ("auto", "max", "mean", "sum", "none")
 REDUCTIONS = ("mean", "sum", "max")
 STAGE_SCHEDULERS = ("multistep", "cosine")
@@ -61,6 +63,7 @@ class OTOv2Section:
     hat_lmbda_coeff: float
     epsilon: float
     partition_step: int
+    replacement: str
 
 
 @dataclass
@@ -80,6 +83,7 @@ class DPMSection:
     sp_steps: int
     sp_schedule: str
     T_rate: float
+    sr_rate_baseline: str
     T_len: float
     sr_logic: str
     sr_cooldown: int
@@ -121,6 +125,7 @@ def check_dpm(cfg) -> list[str]:
                         f"stage and cannot be longer than pruner.finetune.epochs ({ft_epochs})")
     problems += integer(cfg, "sp_steps", "pruner") + choice(cfg, "sp_schedule", "pruner", SP_SCHEDULES)
     problems += number(cfg, "T_rate", "pruner") + number(cfg, "T_len", "pruner")
+    problems += choice(cfg, "sr_rate_baseline", "pruner", SR_RATE_BASELINES)
     problems += choice(cfg, "sr_logic", "pruner", SR_LOGICS)
     problems += integer(cfg, "sr_cooldown", "pruner", low=0)
     if cfg.get("host") == "otov2":
@@ -136,6 +141,7 @@ def check_otov2(cfg) -> list[str]:
     problems += in_range(section, "lmbda", name, 0.0, math.inf) + positive(section, "lmbda_amplify", name)
     problems += in_range(section, "hat_lmbda_coeff", name, 1, math.inf) + in_range(section, "epsilon", name, 0, 1)
     problems += integer(section, "partition_step", name, low=0)
+    problems += choice(section, "replacement", name, REPLACEMENTS)
     if cfg.get("sparse_learning") is True:
         problems.append("pruner.sparse_learning: otov2 trains its group sparsity with DHSPG in the prune stage; "
                         "set pruner.sparse_learning=false")

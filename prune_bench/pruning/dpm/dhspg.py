@@ -437,12 +437,14 @@ class DHSPG(torch.optim.Optimizer):
         self._masks_changed()
         self._hold_zero()
 
-    def release(self, zigs: Iterable[int]) -> list[int | None]:
+    def release(self, zigs: Iterable[int], costs: torch.Tensor | None = None) -> list[int | None]:
         """Move these (non-zero) G_p groups back to G_np; for each, the best-scored G_np group
         that has never been released and whose Torch-Pruning group keeps `min_kept_per_group`
-        channels outside G_p joins G_p instead. A group with no such replacement stays in G_p
-        (released, it would leave the target out of reach). Returns the replacements in the order
-        of `zigs`, None for a group that stayed."""
+        channels outside G_p joins G_p instead. With `costs` (one value per ZIG, e.g. its MACs)
+        the replacement is the best-scored of those candidates whose cost is closest to the
+        released group's. A group with no such replacement stays in G_p (released, it would
+        leave the target out of reach). Returns the replacements in the order of `zigs`, None
+        for a group that stayed."""
         ids = [int(z) for z in zigs]  # the caller's order: the answers are matched to it
         if len(set(ids)) != len(ids):
             raise ValueError(f"DHSPG.release: ZIGs named twice: {sorted({z for z in ids if ids.count(z) > 1})[:5]}")
@@ -463,6 +465,9 @@ class DHSPG(torch.optim.Optimizer):
                 self.in_gp[zig] = True
                 replacements.append(None)
                 continue
+            if costs is not None:
+                gap = torch.where(movable, (costs - costs[zig]).abs(), torch.full_like(costs, math.inf))
+                movable &= gap == gap.min()
             self.pending[zig] = False
             self.released[zig] = True
             masked = torch.where(movable, self.scores, torch.full_like(self.scores, -math.inf))

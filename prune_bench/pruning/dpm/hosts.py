@@ -289,10 +289,18 @@ class OTOv2Host(Host):
         """SP decayed these groups to zero: DHSPG keeps them there."""
         self.dhspg.mark_zero(self.ids(picks))
 
-    def release(self, picks) -> list[tuple[str, int] | None]:
+    def release(self, picks, costs: dict[str, list[int]] | None = None) -> list[tuple[str, int] | None]:
         """SR: these groups go back to the groups DHSPG trains normally; DHSPG names a
-        replacement for each (None: none left), which its projection picks in turn."""
-        return [None if zig is None else self.zigs.locate(zig) for zig in self.dhspg.release(self.ids(picks))]
+        replacement for each (None: none left), which its projection picks in turn. With
+        `costs` (per group, per channel) the replacement is the best-scored of the candidates
+        whose cost is closest to the released group's."""
+        per_zig = None
+        if costs is not None:
+            per_zig = torch.zeros(len(self.zigs), dtype=torch.float64)
+            for name in self.groups:
+                per_zig[list(self.zigs.ids(name))] = torch.tensor(costs[name], dtype=torch.float64)
+        return [None if zig is None else self.zigs.locate(zig)
+                for zig in self.dhspg.release(self.ids(picks), per_zig)]
 
     def count(self, model: nn.Module, example_input: torch.Tensor) -> Count:
         params, macs = count_params_macs(model, tuple(example_input.shape))

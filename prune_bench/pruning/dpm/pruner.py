@@ -101,6 +101,7 @@ class DPMPruner(Pruner):
         self.sp_steps = int(cfg["sp_steps"])
         self.sr = self.decay == "sp+sr"
         self.otov2 = cfg["host"] == "otov2"
+        self.sr_rate_baseline = resolved_rate_baseline(cfg)
         self.pending: list[Pick] = []
         self.cooldown: list[list] = []  # [group, channel, first step it may be picked again]
         self.log: list[dict] = []
@@ -152,8 +153,12 @@ class DPMPruner(Pruner):
         self.host.attach(ctx.model, self.example, ctx.optimizer)
         self.mac_counter = MacCounter(ctx.model, tuple(self.example.shape))
         self.originals = self.model_counts(ctx.model)
+        self.replacement_costs = None
         if self.otov2:
             self.originals["zero_groups_target"] = ctx.optimizer.target_zero_count
+            if self.sr and self.cfg["otov2"]["replacement"] == "cost":  # per group channel, at the stage's shapes
+                self.replacement_costs = {name: [self.channel_macs(name, c) for c in range(group.size)]
+                                          for name, group in self.host.groups.items()}
         self.plan(ctx.steps_per_epoch, ctx.total_steps // ctx.steps_per_epoch)
         self.project()
 
@@ -294,7 +299,10 @@ class DPMPruner(Pruner):
                 norms = group.sq_norms().sqrt()[channels]
                 before, c_len = self._before[name]
                 c_rate = (norms - before) / before.clamp_min(TINY)
-                rate_ok, len_ok = c_rate > self.cfg["T_rate"], c_len > self.cfg["T_len"]
+                threshold = self.cfg["T_rate"]
+                if self.sr_rate_baseline == "decay":  # what SP takes off at this step, as a fraction of the norm
+                    threshold = threshold + sp_step_fraction(n, length, self.cfg["sp_schedule"])
+                rate_ok, len_ok = c_rate > threshold, c_len > self.cfg["T_len"]
                 release = rate_ok & len_ok if self.cfg["sr_logic"] == "and" else rate_ok | len_ok
             decaying = ~release
             plan[name] = (channels[decaying], sp_target(norm_init, n, length, self.cfg["sp_schedule"])[decaying], norm_init[decaying])
@@ -313,11 +321,15 @@ class DPMPruner(Pruner):
         """SR. On OTOv2 DHSPG names a replacement for each released group; a group it cannot
         replace is not released and decays on (else the group sparsity target would be out of
         reach). On the iterative hosts the next selection picks the replacements."""
+        replaced_by: dict[int, tuple[str, int]] = {}
         if self.otov2:
-            replacements = self.host.release([(pick.group, pick.channel) for pick, _, _ in released])
+            replacements = self.host.release([(pick.group, pick.channel) for pick, _, _ in released],
+                                             self.replacement_costs)
             kept = [entry for entry, replacement in zip(released, replacements) if replacement is None]
             # tried again at each later step while it decays: counted per step, not logged
             self.counts["release_refused_steps"] = self.counts.get("release_refused_steps", 0) + len(kept)
+            replaced_by = {id(entry[0]): replacement for entry, replacement in zip(released, replacements)
+                           if replacement is not None}
             released = [entry for entry, replacement in zip(released, replacements) if replacement is not None]
         else:
             for pick, _, _ in released:
@@ -327,13 +339,34 @@ class DPMPruner(Pruner):
         by_group = defaultdict(list)
         for pick, c_rate, c_len in released:
             self.pending.remove(pick)
-            by_group[pick.group].append((pick.channel, c_rate, c_len))
+            by_group[pick.group].append((pick, c_rate, c_len))
         for name, entries in by_group.items():
-            self.log.append({"step": t, "event": "release", "group": name,
-                             "channels": [e[0] for e in entries],
-                             "c_rate": [round(e[1], 6) for e in entries],
-                             "c_len": [round(e[2], 6) for e in entries]})
+            event = {"step": t, "event": "release", "group": name,
+                     "channels": [pick.channel for pick, _, _ in entries],
+                     "c_rate": [round(c_rate, 6) for _, c_rate, _ in entries],
+                     "c_len": [round(c_len, 6) for _, _, c_len in entries],
+                     "n": [t - pick.step for pick, _, _ in entries],
+                     "macs": [self.channel_macs(name, pick.channel) for pick, _, _ in entries]}
+            if replaced_by:  # OTOv2: DHSPG's replacement for each, and what it would remove
+                replacements = [replaced_by[id(pick)] for pick, _, _ in entries]
+                event["replaced_by"] = [list(r) for r in replacements]
+                event["replacement_macs"] = [self.channel_macs(*r) for r in replacements]
+            self.log.append(event)
         self.counts["released"] += len(released)
+
+    def channel_macs(self, group: str, channel: int) -> int:
+        """The conv + linear MACs per image that go with one channel of a group at the current
+        shapes (its output filters and the next layers' input columns)."""
+        macs = 0
+        for change in self.host.groups[group].layer_changes:
+            k = change.per_channel[channel]
+            if not k or change.kind == "bn":
+                continue
+            out_channels, in_channels = MacCounter.channels(change.module)
+            unit = (self.mac_counter.layer_macs(change.module, 1, in_channels) if change.kind == "out"
+                    else self.mac_counter.layer_macs(change.module, out_channels, 1))
+            macs += k * unit
+        return macs
 
     # ------------------------------------------------------------------ selection (iterative hosts)
     def project(self) -> None:
@@ -594,6 +627,23 @@ class DPMPruner(Pruner):
         self.originals, self._reselect = state["originals"], state["reselect"]
         self.host.load_state_dict(state["host"])
         self.project()
+
+
+def resolved_rate_baseline(cfg: dict) -> str:
+    """SR's C_rate is compared with T_rate plus this baseline: zero, or the fraction of the
+    group's norm SP takes off at the step (decay). auto: decay on OTOv2, zero on the others."""
+    if cfg["sr_rate_baseline"] != "auto":
+        return cfg["sr_rate_baseline"]
+    return "decay" if cfg["host"] == "otov2" else "zero"
+
+
+@torch.no_grad()
+def sp_step_fraction(n: torch.Tensor, length: torch.Tensor, schedule: str) -> torch.Tensor:
+    """The fraction of a decaying group's norm that SP's step n takes off: 1 - L(n) / L(n - 1)
+    (linear: 1 / (N - n + 1)); 1 at the last step."""
+    unit = torch.ones_like(n)
+    before = sp_target(unit, n - 1, length, schedule)
+    return 1 - sp_target(unit, n, length, schedule) / before.clamp_min(TINY)
 
 
 @torch.no_grad()
