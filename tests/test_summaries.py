@@ -4,10 +4,10 @@ table is made again."""
 import json
 
 import pandas as pd
+from test_tables import run_record
 
 from prune_bench.report import summaries
 from prune_bench.report import tables as results
-from test_tables import run_record
 
 SPEC = {"title": "one-shot", "where": {"config.pruner.name": "magnitude"}, "rows": {"model": "config.model.name"},
         "columns": {"acc": "metrics.test_acc", "p50": "metrics.levels.p50.test_acc"}}
