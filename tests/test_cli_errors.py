@@ -460,7 +460,7 @@ def keyboard_interrupt(*args, **kwargs):
 
 
 @pytest.mark.parametrize("command, where", [
-    (["table", "baselines"], (tables, "build_table")),
+    (["table", "baselines"], (tables, "table_of_samples")),
     (["plot", "baselines"], (tables, "draw")),
     (["export", "{run}", "--format", "torchscript"], (export_module, "verify")),
 ], ids=["table", "plot", "export"])

@@ -22,6 +22,8 @@ cells. The rules here keep a cell honest:
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from ..layout import data_fingerprint, semantic_config
 # The run seed, and keys that default to it (StochGradAdam's mask stream is `${seed}`).
 SEED_KEYS = ("seed", "optimizer.seed")
 PAPER = "paper"
+IMPLICIT_KEYS = {"data": "data.label", "epochs": "config.trainer.epochs"}  # cell keys of every table
 
 
 def lookup(record: dict, dotted: str):
@@ -51,6 +54,23 @@ def allows(allowed, value) -> bool:
 
 def matches(record: dict, wanted: dict) -> bool:
     return all(allows(allowed, lookup(record, key)) for key, allowed in wanted.items())
+
+
+def key_text(value) -> str:
+    """A cell key as join text: missing (None, NaN) is "", whole floats lose their ".0"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(float(value))
+    return str(value)
+
+
+def natural_key(value) -> tuple:
+    """Sort resnet56 before resnet110 and 0.501 before 0.51: numbers inside strings (decimals
+    too) compare as numbers."""
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    parts = re.split(r"(\d+(?:\.\d+)?)", text)
+    return tuple((0, float(part), "") if part[:1].isdigit() else (1, 0, part) for part in parts)
 
 
 def value_text(value) -> str:
@@ -117,6 +137,7 @@ class Sample:
     records: list[dict]  # one, or several merged by design (same seed)
     setting: str  # "paper", "other: ...", or "" (the table declares no paper setting)
     variant: str  # the keys that set this sample apart from others in its cell, or ""
+    config: dict  # its semantic config less the seed and merged keys, flattened (one per table row)
 
 
 def _warn(message: str) -> None:
@@ -144,8 +165,8 @@ def table_samples(spec: dict, records: list[dict], cell_of: Callable[[dict], tup
         group = (setting_key, seeds)
         groups.setdefault(group, []).append(record)
         settings[group] = setting
-    samples = [Sample(group_records, paper_setting(group_records[0], spec.get("paper")), "")
-               for group_records in groups.values()]
+    samples = [Sample(group_records, paper_setting(group_records[0], spec.get("paper")), "", settings[group])
+               for group, group_records in groups.items()]
     _name_variants(samples, [settings[group] for group in groups], cell_of)
     return samples
 

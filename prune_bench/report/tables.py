@@ -39,6 +39,9 @@ and each column in `compare.columns` gets the difference of the first value and 
 (`acc_fggp_minus_gmp`, `acc_fggp_minus_magfirst`: differences of means). Published rows carry
 the key too.
 
+`claims` (optional) lists the paper's claims; each is decided from the same samples and printed
+under the table, and written to results/<name>.claims.csv (report/claims.py, docs/tables.md).
+
 `table` with no finished run matching `where` is an error (one line), as `plot` is.
 """
 
@@ -46,7 +49,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -55,11 +57,12 @@ from ..config.shipped import load_shipped, published_dir, shipped_names
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..layout import record_paths
-from .cells import PAPER, lookup, matches, table_samples
+from .cells import IMPLICIT_KEYS, PAPER, key_text, lookup, matches, natural_key, table_samples
+from .claims import claim_problems, claims_frame, claims_markdown, decide_claims
 from .plots import draw
 
-IMPLICIT_KEYS = {"data": "data.label", "epochs": "config.trainer.epochs"}
 SAMPLE_KEYS = ["variant", "setting"]  # cells.Sample: what sets a row apart beyond the cell keys
+SAMPLE_DETAILS = ["seed", "config"]  # a sample's seed and semantic config (claims pair and compare by them)
 
 
 def table_names() -> list[str]:
@@ -70,6 +73,9 @@ def load_table_spec(name: str):
     path, spec = load_shipped("table", name, "table", ("title", "rows", "columns"), resolve=True)
     if spec.get("published") and not spec.get("paper"):
         raise ConfigError(f"table: {path} compares with published numbers but declares no paper setting ('paper:')")
+    problems = claim_problems(spec, name)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return spec
 
 
@@ -116,18 +122,10 @@ def column_value(record: dict, source):
     return value
 
 
-def key_text(value) -> str:
-    """A cell key as join text: missing (None, NaN) is "", whole floats lose their ".0"."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(float(value))
-    return str(value)
-
-
 def records_frame(spec: dict, records: list[dict], name: str = "table") -> pd.DataFrame:
     """One row per sample (cells.table_samples) of the finished records that match the table:
-    cell keys, variant, setting and measured values (merged records: the first non-empty)."""
+    cell keys, variant, setting, measured values (merged records: the first non-empty), seed and
+    semantic config."""
     cell_keys = {**IMPLICIT_KEYS, **spec["rows"]}
 
     def cell_of(record: dict) -> tuple:
@@ -141,8 +139,9 @@ def records_frame(spec: dict, records: list[dict], name: str = "table") -> pd.Da
         for column, source in spec["columns"].items():
             values = [column_value(record, source) for record in sample.records]
             row[column] = next((v for v in values if v is not None), None)
+        row.update(seed=lookup(first, "config.seed"), config=sample.config)
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*cell_keys, *SAMPLE_KEYS, *spec["columns"]])
+    return pd.DataFrame(rows, columns=[*cell_keys, *SAMPLE_KEYS, *spec["columns"], *SAMPLE_DETAILS])
 
 
 def load_published(name: str, spec: dict) -> pd.DataFrame | None:
@@ -159,12 +158,17 @@ def load_published(name: str, spec: dict) -> pd.DataFrame | None:
 
 
 def build_table(name: str, spec: dict, records: list[dict]) -> pd.DataFrame:
+    """The table of `records` (table_of_samples)."""
+    return table_of_samples(name, spec, records_frame(spec, records, name))
+
+
+def table_of_samples(name: str, spec: dict, samples: pd.DataFrame) -> pd.DataFrame:
     """Cells (row keys + data + epochs, variant, setting) with mean, std and n of every measured
     column; rows in the paper's setting get the published value and the difference (ours -
     published) beside the compared columns, other rows neither."""
     keys = [*IMPLICIT_KEYS, *spec["rows"], *SAMPLE_KEYS]
     measured = list(spec["columns"])
-    frame = records_frame(spec, records, name)
+    frame = samples.copy()
     for column in measured:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     grouped = frame.groupby(keys, dropna=False, sort=False)
@@ -235,14 +239,7 @@ def side_by_side(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 
 def _natural_key(series: pd.Series) -> pd.Series:
-    """Sort resnet56 before resnet110 and 0.501 before 0.51: numbers inside strings (decimals
-    too) compare as numbers."""
-    def key(value):
-        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-        parts = re.split(r"(\d+(?:\.\d+)?)", text)
-        return tuple((0, float(part), "") if part[:1].isdigit() else (1, 0, part) for part in parts)
-
-    return series.map(key)
+    return series.map(natural_key)
 
 
 def _fmt(value, digits: int = 2, key: bool = False) -> str:
@@ -344,18 +341,20 @@ def _compare_section(part: pd.DataFrame, spec: dict, paper: bool) -> str:
     return "\n".join(lines)
 
 
-def _table_of_runs(command: str, name: str, spec: dict, runs_dir: Path) -> pd.DataFrame:
+def _samples_of_runs(command: str, name: str, spec: dict, runs_dir: Path) -> pd.DataFrame:
     records = collect_records(runs_dir)
     if not matching_records(spec, records):
         raise ConfigError(f"{command}: no finished runs under {runs_dir} match table '{name}'")
-    return build_table(name, spec, records)
+    return records_frame(spec, records, name)
 
 
 def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFrame, Path, str]:
+    """results/NAME.csv, the markdown (table, note, sources and, if the table declares claims, their
+    lines) as NAME.md, and the claims' lines as NAME.claims.csv. Returns the table, the CSV's path
+    and the text to print: the markdown, then a line for each other file written."""
     spec = load_table_spec(name)
-    table = _table_of_runs("table", name, spec, runs_dir)
-    out = Path(results_dir) / f"{name}.csv"
-    atomic_write_text(out, table.to_csv(index=False, float_format="%.4f"))
+    samples = _samples_of_runs("table", name, spec, runs_dir)
+    table = table_of_samples(name, spec, samples)
     text = f"## {spec['title']}\n\n{to_markdown(table, spec)}\n"
     if spec.get("note"):
         text += f"\n{spec['note'].strip()}\n"
@@ -363,7 +362,18 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
     if source_columns:
         sources = sorted({s for c in source_columns for s in table[c].dropna()})
         text += "".join(f"\npublished: {s}" for s in sources) + ("\n" if sources else "")
-    return table, out, text
+    lines = decide_claims(spec, samples, name)
+    if spec.get("claims"):
+        text += f"\n{claims_markdown(spec, lines)}\n"
+    results_dir = Path(results_dir)
+    out, markdown, claims = (results_dir / f"{name}{suffix}" for suffix in (".csv", ".md", ".claims.csv"))
+    atomic_write_text(out, table.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(markdown, text)
+    written = [markdown]
+    if spec.get("claims"):
+        atomic_write_text(claims, claims_frame(lines).to_csv(index=False, float_format="%.4f"))
+        written.append(claims)
+    return table, out, text + "".join(f"\nwrote {path}" for path in written)
 
 
 def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
@@ -371,7 +381,7 @@ def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
     spec = load_table_spec(name)
     if not spec.get("plot"):
         raise ConfigError(f"plot: table '{name}' has no plot section")
-    table = _table_of_runs("plot", name, spec, runs_dir)
+    table = table_of_samples(name, spec, _samples_of_runs("plot", name, spec, runs_dir))
     out = Path(results_dir) / f"{name}.png"
     atomic_write_bytes(out, draw(spec, table))
     return out

@@ -1,16 +1,6 @@
 """A paper's grid -> jobs -> (validated, planned) -> launcher -> table and plot.
 
-A grid is declared once in conf/reproduce/<paper>.yaml:
-
-    table: sga2024              # the table (conf/table/) written at the end; plotted if it has a plot
-    seeds: [1, 2, 3]            # default seeds (--seeds replaces them)
-    budgets:
-      full:                     # the paper's recipe
-        note: ...               # one line, shown by --dry-run
-        overrides: []           # applied to every cell of this budget
-        grid:                   # each entry: overrides in Hydra's sweep syntax, expanded as
-          - ["+exp=a,b", "pruner.sparsity=0.9,0.95"]   #   `run -m` expands them (a product)
-      quick: {...}              # CPU-sized
+A grid is declared once in conf/reproduce/<paper>.yaml (its format: config/grids.py).
 
 Each cell is `grid entry + budget overrides + seed=S + the command line's overrides`, so the
 command line has the last word. Every cell is composed and validated before anything runs; the
@@ -26,8 +16,8 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ..config.compose import compose_all, expand_sweep
-from ..config.shipped import load_shipped
+from ..config.compose import compose_all
+from ..config.grids import grid_jobs, read_grid
 from ..errors import ConfigError, Interrupted, PruneBenchError
 from ..layout import results_root, runs_root
 from ..report.tables import load_table_spec, table_names, write_plot, write_table
@@ -38,12 +28,9 @@ from .watch import GridWatch
 
 
 def load_grid(paper: str) -> dict:
-    path, spec = load_shipped("reproduce", paper, "paper", ("table", "seeds", "budgets"), resolve=False)
+    path, spec = read_grid(paper)
     if spec["table"] not in table_names():
         raise ConfigError(f"paper: {path} names the table '{spec['table']}'; allowed: {', '.join(table_names())}")
-    for budget, section in spec["budgets"].items():
-        if not section.get("grid"):
-            raise ConfigError(f"paper: {path}: budget '{budget}' has no grid")
     return spec
 
 
@@ -60,21 +47,6 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or any(seed < 0 for seed in seeds):
         raise ConfigError(f"--seeds: a comma-separated list of integers >= 0, e.g. 1,2,3; got '{text}'")
     return seeds
-
-
-def grid_jobs(spec: dict, budget: str, seeds: list[int], overrides: list[str]) -> list[list[str]]:
-    """Every cell of the grid at `budget`, as override lists, in grid order."""
-    if budget not in spec["budgets"]:
-        raise ConfigError(f"--budget: '{budget}' is not allowed; use one of {', '.join(spec['budgets'])}")
-    section = spec["budgets"][budget]
-    shared = list(section.get("overrides") or [])
-    seed_override = "seed=" + ",".join(str(seed) for seed in seeds)
-    jobs: list[list[str]] = []
-    for entry in section["grid"]:
-        for job in expand_sweep([*entry, *shared, seed_override, *overrides]):
-            if job not in jobs:
-                jobs.append(job)
-    return jobs
 
 
 def cell_labels(jobs: list[list[str]]) -> list[str]:
