@@ -19,7 +19,7 @@ from prune_bench.report import tables as results
 
 DATA = {"cifar10-official": {"dataset": "cifar10", "format": "official", "n_train": 50000, "n_test": 10000},
         "cifar10-jpeg-n5000": {"dataset": "cifar10", "format": "jpeg", "n_train": 5000, "n_test": 10000}}
-SHIPPED_PLOTS = ["baselines", "dpm2024", "grda2020", "sga2024"]
+SHIPPED_PLOTS = ["baselines", "dpm2024", "fggp2024", "grda2020", "sga2024"]
 BARE = re.compile(r"(?<![\w.])(True|False|nan|NaN|None)(?![\w.])")
 
 
@@ -91,7 +91,19 @@ def grda_records() -> list[dict]:
                                  "sparsity": {"all": 0.93 + 0.01 * seed}})
 
 
-RECORDS = {"baselines": baselines_records, "dpm2024": dpm_records, "grda2020": grda_records, "sga2024": sga_records}
+def fggp_records() -> list[dict]:
+    made = []
+    for method, acc in (("fggp", 93.2), ("gmp", 92.5)):
+        for start, init in (("dense", 0.0), ("erk50", 0.5)):
+            made += records([f"+exp=fggp2024_vgg19_bn_{method}", "pruner.sparsity=0.9", f"pruner.init_sparsity={init}"],
+                            [1, 2], lambda seed, acc=acc, start=start: {
+                                "metrics": {"test_acc": acc + 0.1 * seed}, "pruner": {"start": start},
+                                "sparsity": {"prunable": 0.9, "all": 0.88}})
+    return made
+
+
+RECORDS = {"baselines": baselines_records, "dpm2024": dpm_records, "fggp2024": fggp_records, "grda2020": grda_records,
+           "sga2024": sga_records}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +112,7 @@ def shipped():
     made = {}
     for name in SHIPPED_PLOTS:
         spec = results.load_table_spec(name)
-        made[name] = spec, results.build_table(name, spec, RECORDS[name]())
+        made[name] = spec, results.table_of_samples(name, spec, results.records_frame(spec, RECORDS[name]()), split=False)
     return made
 
 
@@ -316,10 +328,19 @@ def test_a_plot_section_with_unknown_keys_or_columns_fails_in_one_line_each():
     assert lines[0].startswith("plot: unknown key 'colour'")
     assert lines[1].startswith("plot: 'latency_ms' is not a measured column of the table")
     assert lines[2].startswith("plot: panels names 'arch', not a row key")
-    side_by_side = results.load_table_spec("fggp2024")  # cells split by the compared key: no plot yet
-    side_by_side["plot"] = {"kind": "scatter", "x": "achieved", "y": "acc"}
-    with pytest.raises(ConfigError, match="^plot: a table with compare: .* no plot yet$"):
-        plots.plot_data(side_by_side, pd.DataFrame())
+
+
+def test_a_table_that_compares_side_by_side_is_plotted_in_its_long_form():
+    """fggp2024 splits its cells by method for the table; the plot draws one point per method."""
+    spec = results.load_table_spec("fggp2024")
+    samples = results.records_frame(spec, fggp_records())
+    assert "acc_fggp" in results.table_of_samples("fggp2024", spec, samples).columns
+    data = plots.plot_data(spec, results.table_of_samples("fggp2024", spec, samples, split=False))
+    drawn = sorted((item.panel, item.label.split(":")[0], item.ys) for item in ours(data))
+    assert drawn == [("vgg19_bn, ERK 50% start", "vgg19_bn, sparsity 0.9, ERK 50% start, FGGP", (93.35,)),
+                     ("vgg19_bn, ERK 50% start", "vgg19_bn, sparsity 0.9, ERK 50% start, GMP", (92.65,)),
+                     ("vgg19_bn, dense start", "vgg19_bn, sparsity 0.9, dense start, FGGP", (93.35,)),
+                     ("vgg19_bn, dense start", "vgg19_bn, sparsity 0.9, dense start, GMP", (92.65,))]
 
 
 # ----------------------------------------------------------------------------- nothing clipped

@@ -203,8 +203,6 @@ def check_plot(spec: dict) -> dict:
                      for name in plot.get(key) or [] if name not in row_keys]
     problems += [f"plot: budget names '{column}', neither 'epochs' nor a measured column"
                  for column in plot.get("budget") or {} if column != "epochs" and column not in columns]
-    if spec.get("compare"):
-        problems.append("plot: a table with compare: splits its cells by the compared key; it has no plot yet")
     if problems:
         raise ConfigError("\n".join(problems))
     return plot

@@ -162,10 +162,11 @@ def build_table(name: str, spec: dict, records: list[dict]) -> pd.DataFrame:
     return table_of_samples(name, spec, records_frame(spec, records, name))
 
 
-def table_of_samples(name: str, spec: dict, samples: pd.DataFrame) -> pd.DataFrame:
+def table_of_samples(name: str, spec: dict, samples: pd.DataFrame, split: bool = True) -> pd.DataFrame:
     """Cells (row keys + data + epochs, variant, setting) with mean, std and n of every measured
     column; rows in the paper's setting get the published value and the difference (ours -
-    published) beside the compared columns, other rows neither."""
+    published) beside the compared columns, other rows neither. A table with `compare` is split
+    side by side along the compared key unless `split` is False (the plot's long form)."""
     keys = [*IMPLICIT_KEYS, *spec["rows"], *SAMPLE_KEYS]
     measured = list(spec["columns"])
     frame = samples.copy()
@@ -201,7 +202,7 @@ def table_of_samples(name: str, spec: dict, samples: pd.DataFrame) -> pd.DataFra
             order += [f"{column}_paper", f"{column}_diff"]
     order += ["n"] + (["source"] if published is not None else [])
     table = _sorted(table[order], spec)
-    if spec.get("compare"):
+    if spec.get("compare") and split:
         table = _sorted(side_by_side(table, spec), spec, drop=spec["compare"]["key"])
     return table
 
@@ -381,7 +382,7 @@ def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
     spec = load_table_spec(name)
     if not spec.get("plot"):
         raise ConfigError(f"plot: table '{name}' has no plot section")
-    table = table_of_samples(name, spec, _samples_of_runs("plot", name, spec, runs_dir))
+    table = table_of_samples(name, spec, _samples_of_runs("plot", name, spec, runs_dir), split=False)
     out = Path(results_dir) / f"{name}.png"
     atomic_write_bytes(out, draw(spec, table))
     return out
