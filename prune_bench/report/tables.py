@@ -19,7 +19,7 @@ A table is described by conf/table/<name>.yaml:
                                # (all its keys: prune_bench/report/plots.py)
 
 What shares a cell (prune_bench/cells.py): the samples of one semantic config (the config minus
-execution details, config.semantic_config) that differ in the seed alone. Records that differ in
+execution details, identity.semantic_config) that differ in the seed alone. Records that differ in
 another key go to separate rows whose `variant` column names the differing keys; a duplicate
 (same config and seed) counts once, with a warning naming both record files. Every table also
 keys cells by `data` (dataset, format, subsets) and `epochs`.
@@ -51,26 +51,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config.shipped import load_shipped, published_dir, shipped_names
+from ..config.shipped import published_dir
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..layout import record_paths
 from .cells import PAPER, lookup, matches, table_samples
 from .plots import draw
+from .specs import load_table_spec
 
 IMPLICIT_KEYS = {"data": "data.label", "epochs": "config.trainer.epochs"}
 SAMPLE_KEYS = ["variant", "setting"]  # cells.Sample: what sets a row apart beyond the cell keys
-
-
-def table_names() -> list[str]:
-    return shipped_names("table")
-
-
-def load_table_spec(name: str):
-    path, spec = load_shipped("table", name, "table", ("title", "rows", "columns"), resolve=True)
-    if spec.get("published") and not spec.get("paper"):
-        raise ConfigError(f"table: {path} compares with published numbers but declares no paper setting ('paper:')")
-    return spec
 
 
 def upgrade_record(record: dict) -> dict:
