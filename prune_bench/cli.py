@@ -1,27 +1,14 @@
-"""`prune-bench run|reproduce|status|table|plot|list`. Parsing only; the work is in engine/run.py
-(through scale/launch.py), scale/reproduce.py, scale/status.py and report/tables.py."""
+"""`prune-bench <command> [...]`: the dispatcher. It prints the usage, imports the one module of
+the command it is given (commands/<command>.py, which imports what that command needs) and runs
+it; what any command raises for the user to see (a user error, Ctrl-C, a closed pipe) ends here."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
-from pathlib import Path
 
-import hydra
-
-from .config.compose import check_group_overrides, compose_jobs, job_overrides
-from .config.shipped import conf_dir, shipped_names
-from .engine.workspace import ensure_writable, inside, what_to_do
+from .commands import command_module, fail
 from .errors import Interrupted, PruneBenchError, in_words, suggest
-from .export import DEFAULT_FORMATS, FILES, export_run, parse_formats
-from .layout import runs_root, sweep_dir
-from .report.tables import load_table_spec, table_names, write_plot, write_table
-from .scale.launch import task as run_task
-from .scale.plan import check_schedules
-from .scale.reproduce import interruption_of, paper_status, parse_seeds, reproduce
-from .scale.status import render, scan
 
 USAGE = """usage: prune-bench <command> [...]
 
@@ -44,13 +31,7 @@ commands:
 """
 
 
-COMMANDS = ("run", "reproduce", "status", "table", "plot", "list", "export")
-
-
-def fail(message: str, code: int = 2) -> None:
-    for line in str(message).splitlines() or ["error"]:
-        print(f"prune-bench: error: {line}", file=sys.stderr)
-    sys.exit(code)
+COMMANDS = ("run", "reproduce", "status", "table", "plot", "list", "export")  # each a module in commands/
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,20 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    command, rest = argv[0], argv[1:]
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        listing = f"use {in_words(list(COMMANDS))} (prune-bench --help says more)"
+        fail(f"unknown command '{command}'; {suggest(command, COMMANDS, listing)}")
     try:
-        if command == "run":
-            return run_command(rest)
-        if command in ("table", "plot"):
-            return table_command(command, rest)
-        if command == "list":
-            return list_command(rest)
-        if command == "reproduce":
-            return reproduce_command(rest)
-        if command == "status":
-            return status_command(rest)
-        if command == "export":
-            return export_command(rest)
+        return command_module(command).main(args)
     except PruneBenchError as error:
         fail(str(error))
     except KeyboardInterrupt as error:  # a run, a sweep or a paper's grid says what it saved (Interrupted)
@@ -79,201 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `prune-bench list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    listing = f"use {in_words(list(COMMANDS))} (prune-bench --help says more)"
-    fail(f"unknown command '{command}'; {suggest(command, COMMANDS, listing)}")
-    return 2
-
-
-# ----------------------------------------------------------------------------- run
-
-
-def _sweep_dir(overrides: list[str], cfg) -> tuple[Path, str]:
-    """Where Hydra writes a sweep's log (conf/config.yaml: hydra.sweep.dir), and the key that sets it."""
-    for override in overrides:
-        if override.startswith("hydra.sweep.dir="):
-            return Path(override.split("=", 1)[1]).expanduser(), "hydra.sweep.dir"
-    return sweep_dir(runs_root(cfg)), "paths.runs_dir"
-
-
-def run_command(overrides: list[str]) -> int:
-    check_group_overrides(overrides)
-    jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
-    if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
-        check_schedules(jobs)  # and its pruning schedule checked against its data
-        ensure_writable(*_sweep_dir(overrides, jobs[0][1]))
-
-    def task(cfg) -> None:
-        try:
-            run_task(cfg)
-        except PruneBenchError as error:
-            fail(str(error))
-
-    sys.argv = ["prune-bench run", *overrides]
-    try:
-        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
-    except KeyboardInterrupt as error:
-        if len(jobs) > 1:
-            raise interruption_of(error, jobs) from None
-        if isinstance(error, Interrupted):
-            raise
-        raise Interrupted("interrupted before the run started; nothing was saved",
-                          "run the same command to start again") from None
-    return 0
-
-
-# ----------------------------------------------------------------------------- reproduce, status
-
-
-def reproduce_command(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="prune-bench reproduce")
-    parser.add_argument("paper", help="a paper (conf/reproduce/PAPER.yaml)")
-    parser.add_argument("--budget", default="full", help="full (the paper's recipe, default) or quick (CPU-sized)")
-    parser.add_argument("--seeds", help="comma-separated seeds (default: the paper's)")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs, their state and cost; run nothing")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (hydra/launcher=... too)")
-    options = parser.parse_intermixed_args(args)
-    seeds = parse_seeds(options.seeds) if options.seeds is not None else None
-    check_group_overrides(options.overrides)
-    failed = reproduce(options.paper, options.budget, seeds, options.overrides, options.dry_run)
-    if failed:
-        fail("\n".join([f"{len(failed)} runs did not finish:", *failed]), code=1)
-    return 0
-
-
-def status_command(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="prune-bench status")
-    parser.add_argument("paper", nargs="?", help="a paper: its grid's cells, pending ones included")
-    parser.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
-    parser.add_argument("--budget", default="full", help="with a paper: full or quick")
-    parser.add_argument("--seeds", help="with a paper: comma-separated seeds")
-    parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
-                        help="refresh every SECONDS (default 10) until Ctrl-C")
-    options, overrides = parser.parse_known_args(args)
-
-    def show() -> str:
-        if options.paper is None:
-            if not Path(options.runs).is_dir():
-                raise PruneBenchError(f"--runs: {options.runs} does not exist")
-            return render(scan(Path(options.runs)))
-        seeds = parse_seeds(options.seeds) if options.seeds is not None else None
-        return paper_status(options.paper, options.budget, seeds, [f"paths.runs_dir={options.runs}", *overrides])
-
-    if not options.watch:
-        print(show())
-        return 0
-    try:
-        while True:
-            text = show()
-            print(("\033[H\033[2J" if sys.stdout.isatty() else "") + time.strftime("%H:%M:%S ") + "\n" + text, flush=True)
-            time.sleep(options.watch)
-    except KeyboardInterrupt:
-        return 0
-
-
-# ----------------------------------------------------------------------------- table, plot, list
-
-
-def table_command(command: str, args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"prune-bench {command}")
-    parser.add_argument("name", help="table name (prune-bench list shows them)")
-    parser.add_argument("--runs", default="runs", help="the runs folder to read records from (default: runs)")
-    parser.add_argument("--results-dir", default="results", help="where to write (default: results)")
-    options = parser.parse_args(args)
-    runs_dir, results_dir = Path(options.runs), Path(options.results_dir)
-    if not runs_dir.is_dir():
-        raise PruneBenchError(f"--runs: {runs_dir} does not exist (run some experiments first)")
-    if options.name not in table_names():
-        listing = f"allowed: {', '.join(table_names())}"
-        raise PruneBenchError(f"{command}: unknown table '{options.name}'; {suggest(options.name, table_names(), listing)}")
-    try:
-        if command == "table":
-            _, path, text = write_table(options.name, runs_dir, results_dir)
-            print(text)
-            print(f"wrote {path}")
-        else:
-            print(f"wrote {write_plot(options.name, runs_dir, results_dir)}")
-    except OSError as error:  # read-only, or a file where the folder should be
-        if not inside(error.filename, results_dir):
-            raise
-        raise PruneBenchError(f"--results-dir: cannot write {results_dir} ({error.strerror or error}); "
-                              f"{what_to_do(error, '--results-dir')}") from None
-    return 0
-
-
-def _description(path: Path) -> str:
-    for line in path.read_text().splitlines():
-        text = line.strip()
-        if text.startswith("#") and "@package" not in text:
-            return text.lstrip("# ").strip()
-    return ""
-
-
-def option_groups() -> list[str]:
-    """The config groups a run selects an option of (model=..., data=...): the folders of the
-    config tree, less those with a section of their own in `list` and Hydra's."""
-    return sorted(path.name for path in conf_dir().iterdir()
-                  if path.is_dir() and path.name not in ("exp", "table", "reproduce", "hydra"))
-
-
-def list_command(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="prune-bench list")
-    parser.add_argument("group", nargs="?", help="only this: exp, table, reproduce or a config group (model, ...)")
-    options = parser.parse_args(args)
-    groups = ["exp", *option_groups(), "reproduce", "table"]
-    if options.group is not None and options.group not in groups:
-        listing = f"use {in_words(groups)}"
-        raise PruneBenchError(f"list: unknown group '{options.group}'; {suggest(options.group, groups, listing)}")
-    shown = groups if options.group is None else [options.group]
-    sections = []
-    if "exp" in shown:
-        lines = [f"  {path.stem:<32} {_description(path)}" for path in sorted((conf_dir() / "exp").glob("*.yaml"))]
-        sections.append(["experiments (prune-bench run +exp=NAME):", *lines])
-    chosen = [group for group in option_groups() if group in shown]
-    if chosen:
-        lines = [f"  {group:<12} {', '.join(shipped_names(group))}" for group in chosen]
-        sections.append(["config groups (prune-bench run GROUP=NAME):", *lines])
-    if "reproduce" in shown:
-        sections.append(["papers (prune-bench reproduce NAME):", *(f"  {name}" for name in shipped_names("reproduce"))])
-    if "table" in shown:
-        lines = [f"  {name:<32} {load_table_spec(name)['title']}" for name in table_names()]
-        sections.append(["tables (prune-bench table NAME):", *lines])
-    print("\n\n".join("\n".join(section) for section in sections))
-    return 0
-
-
-# ----------------------------------------------------------------------------- export
-
-
-def export_command(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="prune-bench export")
-    parser.add_argument("run_dir", help="a finished run's directory (it holds record.json and model.pt)")
-    parser.add_argument("--out", help="the folder to write (default: RUN_DIR/export)")
-    parser.add_argument("--format", default=",".join(DEFAULT_FORMATS),
-                        help=f"comma-separated, any of {', '.join(FILES)} (default: {','.join(DEFAULT_FORMATS)})")
-    options = parser.parse_args(args)
-    formats = parse_formats(options.format)
-    try:
-        manifest = export_run(Path(options.run_dir), options.out, formats)
-    except KeyboardInterrupt:
-        fail("interrupted; nothing was written", 130)
-    out_dir = Path(options.out).expanduser() if options.out else Path(options.run_dir).expanduser() / "export"
-    model, normalisation = manifest["model"], manifest["input"]["normalisation"]
-    shape = "slimmed" if model["slimmed"] else "unpruned"
-    print(f"exported {model['name']} ({shape}, {model['params'] / 1e6:.2f}M params) from {options.run_dir}")
-    for name, entry in manifest["formats"].items():
-        check = entry["verified"]
-        batches = " and ".join(str(n) for n in check["batch_sizes"])
-        print(f"  {name:<12} {out_dir / entry['file']}  ({entry['bytes'] / 1e6:.1f} MB); {check['runtime']} vs "
-              f"PyTorch at batch {batches}: max |logit diff| {check['max_abs_diff']:.1e} "
-              f"(tolerance {check['tolerance']:.1e})")
-    mean = ", ".join(f"{v:.2f}" for v in normalisation["mean"])
-    std = ", ".join(f"{v:.2f}" for v in normalisation["std"])
-    print(f"  {'manifest':<12} {out_dir / 'export.json'}")
-    shape = ", ".join(str(n) for n in manifest["input"]["shape"])
-    print(f"input: float32 [{shape}] ({manifest['input']['layout']}, "
-          f"{manifest['input']['channels']}), (pixels - mean) / std with pixels in 0..255, "
-          f"mean [{mean}], std [{std}]; {len(manifest['classes'])} classes")
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _umask() -> int:
     current = os.umask(0)
@@ -45,7 +43,7 @@ class _RecordingWriter:
         self._noted(self.handle.close)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through `write(handle)` into a temporary file beside `path`, then rename it over
     `path`. A write that failed (a full disk, a quota) raises its OSError naming `path`."""
     path = Path(path)
@@ -73,7 +71,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -84,15 +82,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
 def _json_default(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and numpy scalars
+        return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,4 +1,4 @@
-"""Run identity and every path under a runs folder: nothing else in the project builds these names.
+"""Every path under a runs folder: nothing else in the project builds these names.
 
     runs/
       <model>_<optimizer>_<pruner>-<run id>/   a run's own folder, where its last stage trains:
@@ -10,22 +10,17 @@
       .locks/<folder name>.lock                one process per folder at a time
       .multirun/                               Hydra's sweep logs
 
-A run's identity is a hash of its semantic config (the resolved config less the execution details
-in NON_SEMANTIC_KEYS, with the precision it computes in on its device) and of what identifies its
-data. A shared stage's identity hashes what that stage computes from (engine/stages.py says which
-keys each kind covers), so two runs whose stages begin alike share those folders.
+A folder's id is its identity (identity.py: a hash of what the run or the stage computes), so
+two runs whose stages begin alike share those folders. This module imports nothing heavy:
+`prune-bench status` reads runs folders through it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from .engine.runtime import resolve_device, resolve_precision
+from omegaconf import DictConfig
 
 RECORD = "record.json"
 CONFIG = "config.yaml"
@@ -39,100 +34,6 @@ SHARED = ".trained"
 LOCKS = ".locks"
 SWEEPS = ".multirun"
 WORTH_KEEPING = (RECORD, CHECKPOINT, STAGE_OUTPUT, MODEL)  # a folder holding one is never removed
-
-# Keys that change where or how a run executes, not what it computes: left out of its identity.
-# trainer.precision is not one of them (bf16 and fp32 compute different numbers): the identity
-# holds what it resolves to on the device, so `auto` on a GPU shares a run with `bf16`, and
-# `auto` on CPU one with `fp32`.
-NON_SEMANTIC_KEYS = (
-    "name",
-    "paths",
-    "trainer.device",
-    "trainer.channels_last",
-    "trainer.compile",
-    "trainer.cudnn_benchmark",
-    "trainer.deterministic",
-    "trainer.progress",
-    "trainer.eval_batch_size",
-    "trainer.checkpoint",
-    "trainer.save_model",
-    "trainer.gpus_per_job",
-    "trainer.runs_per_gpu",
-    "trainer.device_pool",
-    "logger",
-    "latency",
-    "data.root",
-    "data.cache_dir",
-    "data.path",
-    "data.download",
-    "data.sha256",
-)
-
-
-# ----------------------------------------------------------------------------- identity
-
-
-def as_earlier_versions_hashed(tree: dict) -> None:
-    """Keys that entered the config after runs were written without them, or left it after runs
-    were written with them, are hashed so that those runs keep their folders (0.2):
-    - data.mixup_alpha (new): left out at 0, which computes what runs before it computed;
-    - pruner.otov2 (new): only the otov2 host reads it; left out for the other hosts;
-    - pruner.latency_repeats (retired: the latency measurement has its own section, outside the
-      identity): DPM runs before hashed it, at its default 5, so a DPM run's identity still does;
-    - pruner.sr_rate_baseline and pruner.otov2.replacement (new): left out where they compute
-      what runs before them computed: without SR, a baseline that is zero (auto is zero on the
-      hosts other than OTOv2), and the replacement by score."""
-    data = tree.get("data", {})
-    if data.get("mixup_alpha") == 0:
-        data.pop("mixup_alpha")
-    pruner = tree.get("pruner", {})
-    if pruner.get("name") == "dpm":
-        if pruner.get("host") != "otov2":
-            pruner.pop("otov2", None)
-        pruner.setdefault("latency_repeats", 5)
-        sr = pruner.get("decay") == "sp+sr"
-        baseline = pruner.get("sr_rate_baseline")
-        if not sr or baseline == "zero" or (baseline == "auto" and pruner.get("host") != "otov2"):
-            pruner.pop("sr_rate_baseline", None)
-        otov2 = pruner.get("otov2", {})
-        if not sr or otov2.get("replacement") == "score":
-            otov2.pop("replacement", None)
-
-
-def _drop(tree: dict, dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.get(key, {})
-    if isinstance(tree, dict):
-        tree.pop(leaf, None)
-
-
-def semantic_config(cfg: DictConfig, drop: tuple[str, ...] = (), device=None) -> dict:
-    """The resolved config without execution details (and without the `drop` keys), with the
-    precision it computes in on `device` (default: the device trainer.device resolves to)."""
-    tree = OmegaConf.to_container(cfg, resolve=True)
-    tree.pop("hydra", None)
-    device = resolve_device(str(cfg.trainer.device)) if device is None else device
-    tree["trainer"]["precision"] = resolve_precision(cfg.trainer.precision, device)
-    for key in NON_SEMANTIC_KEYS + tuple(drop):
-        _drop(tree, key)
-    as_earlier_versions_hashed(tree)
-    return tree
-
-
-def config_hash(tree: dict, length: int = 12) -> str:
-    text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def data_fingerprint(info: dict) -> dict:
-    """What identifies the data a run saw, whatever path it was read from."""
-    return {key: info.get(key) for key in ("dataset", "format", "n_train", "n_test")}
-
-
-def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = (), device=None) -> str:
-    """The hash of the semantic config (less `drop`) and the data's fingerprint."""
-    return config_hash({"config": semantic_config(cfg, drop, device), "data": data_fingerprint(data_info)})
 
 
 # ----------------------------------------------------------------------------- paths
@@ -151,8 +52,9 @@ def run_label(cfg: DictConfig) -> str:
     return f"{cfg.model.name}_{cfg.optimizer.name}_{cfg.pruner.name}"
 
 
-def run_dir(cfg: DictConfig, data_info: dict) -> Path:
-    return runs_root(cfg) / f"{run_label(cfg)}-{run_identity(cfg, data_info)}"
+def run_dir(cfg: DictConfig, identity: str) -> Path:
+    """A run's own folder: what ran, then its identity (identity.run_identity)."""
+    return runs_root(cfg) / f"{run_label(cfg)}-{identity}"
 
 
 def shared_dir(runs_dir: Path, label: str, identity: str) -> Path:

@@ -34,7 +34,7 @@ from prune_bench.scale.status import inspect_run
 # tool's variable points into a folder beside it, so that HOME stays empty unless a tool ignores
 # its variable (tests/test_isolation.py checks that a run with every logger leaves it empty).
 # Set in pytest_configure, before any test module is imported, not in a fixture: matplotlib, which
-# prune_bench.report and prune_bench.cli import, makes its folders when it is imported, i.e. while
+# prune_bench.report imports, makes its folders when it is imported, i.e. while
 # tests are collected. Subprocesses inherit the variables (run_cli passes os.environ).
 
 CACHE_VARIABLES = {  # variable -> its folder under the session's folder

@@ -1,18 +1,18 @@
-"""scripts/bench.py gpu: its logic at tiny sizes (the figures themselves are the benchmark's,
-never a test's). The CPU case runs everywhere; the CUDA case (marker `cuda`) runs the same
-check, with a CUDA-graph mode, where a GPU is present."""
+"""The benchmarks' logic (the figures themselves are the benchmarks', never a test's): gpu.py at
+tiny sizes, on the CPU everywhere and, where a GPU is present, with a CUDA-graph mode (marker
+`cuda`); the timing in turns (timing.py); the CLI's start times (startup.py)."""
 
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import bench  # noqa: E402  (scripts/ is not a package; spawned packing workers import it by this name)
-import reference_loop  # noqa: E402
+from benchmarks import gpu, reference_loop
+from benchmarks.cli import parse_args
+from benchmarks.startup import start_times
+from benchmarks.timing import interleaved_blocks
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run on a GPU machine)")
 TINY = ["gpu", "--models", "resnet20", "--train-images", "200", "--test-images", "48", "--batch-size", "16",
@@ -24,8 +24,8 @@ TINY = ["gpu", "--models", "resnet20", "--train-images", "200", "--test-images",
     pytest.param("cuda", "fp32,bf16_cl,reduce_overhead", marks=[pytest.mark.cuda, CUDA]),
 ])
 def test_gpu_bench_measures_every_mode_reference_and_packing(device, modes, capsys, one_thread):
-    args = bench.parse_args([*TINY, "--device", device, "--modes", modes])
-    figures = bench.bench_gpu(args)
+    args = parse_args([*TINY, "--device", device, "--modes", modes])
+    figures = gpu.run(args)
     out = capsys.readouterr().out
 
     eager = ["fp32", "bf16_cl"]
@@ -88,5 +88,24 @@ def test_pil_reference_transform_is_a_zero_padded_crop_maybe_flipped_then_normal
 @pytest.mark.parametrize("option", [["--modes", "fp32,eager"], ["--parts", "epochs,speed"], ["--pack", "0"]])
 def test_gpu_bench_options_refuse_bad_values(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        bench.parse_args(["gpu", *option])
+        parse_args(["gpu", *option])
     assert exit_info.value.code == 2 and option[0] in capsys.readouterr().err
+
+
+def test_interleaved_blocks_time_the_calls_in_turns_after_a_warm_up():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    blocks = interleaved_blocks(fns, torch.device("cpu"), calls=2, rounds=3, warmup=1)
+    assert calls == ["a", "a", "b", "b", "c", "c"] + ["a", "a", "b", "b", "c", "c"] * 3  # warm-up + 1, then turns
+    assert {name: len(times) for name, times in blocks.items()} == {"a": 3, "b": 3, "c": 3}
+    assert min(min(times) for times in blocks.values()) > 0
+
+
+def test_a_start_time_lasts_until_the_command_exits_and_a_wrong_exit_status_stops_the_benchmark(tmp_path):
+    commands = {"pass": ([sys.executable, "-c", "pass"], 0),
+                "sleep": ([sys.executable, "-c", "import time; time.sleep(0.3)"], 0),
+                "config error": ([sys.executable, "-c", "raise SystemExit(2)"], 2)}
+    seconds = start_times(commands, rounds=2, cwd=tmp_path)
+    assert seconds["sleep"] >= 0.3 and 0 < seconds["pass"] and 0 < seconds["config error"]
+    with pytest.raises(RuntimeError, match="exited with 0, not 2"):
+        start_times({"pass": ([sys.executable, "-c", "pass"], 2)}, rounds=1, cwd=tmp_path)

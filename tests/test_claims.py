@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from conftest import make_config
 from prune_bench import cli
-from prune_bench.report import claims, stats
+from prune_bench.report import claims, specs, stats
 from prune_bench.report import tables as results
 
 # ----------------------------------------------------------------------------- Student t
@@ -244,7 +244,7 @@ def test_a_bad_declaration_is_one_line_per_problem_naming_the_key():
 
 
 def test_a_bad_claim_in_a_table_file_stops_table_with_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    load = results.load_shipped
+    load = specs.load_shipped
 
     def with_a_typo(group, name, *args, **kwargs):
         path, spec = load(group, name, *args, **kwargs)
@@ -252,7 +252,7 @@ def test_a_bad_claim_in_a_table_file_stops_table_with_one_line_and_writes_nothin
         spec["claims"][0]["column"] = "acc_p55"
         return path, spec
 
-    monkeypatch.setattr(results, "load_shipped", with_a_typo)
+    monkeypatch.setattr(specs, "load_shipped", with_a_typo)
     (tmp_path / "runs").mkdir()
     with pytest.raises(SystemExit) as caught:
         cli.main(["table", "sga2024", "--runs", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "out")])

@@ -1,12 +1,18 @@
 """The CLI as a new user meets it: one-line errors, no half-written runs, run/list/table."""
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import run_cli
 from prune_bench.config.shipped import shipped_names
+from prune_bench.engine.checkpoint import atomic_torch_save
 
 
 def tiny(tmp_path, *extra):
@@ -157,3 +163,60 @@ def test_a_runs_folder_under_home_given_with_a_tilde_holds_the_sweep(tmp_path, m
     assert len(list((home / "runs").glob("*/record.json"))) == 1
     assert (home / "runs" / ".multirun" / "multirun.yaml").is_file()  # Hydra's sweep log, beside the runs
     assert not list(elsewhere.iterdir())  # no folder named ~ where the command was started
+
+
+# ----------------------------------------------------------------------------- what each command imports
+
+LOADED = """
+import sys
+from prune_bench.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+sys.stdout.flush()
+print("loaded:", *sorted(name for name in ("torch", "pandas", "matplotlib") if name in sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def loaded_by(args: list[str], cwd) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`prune-bench ARGS` in a new process, and which of torch, pandas and matplotlib it imported."""
+    result = subprocess.run([sys.executable, "-c", LOADED, *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=240, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    *_, last = result.stderr.splitlines()
+    assert last.startswith("loaded:"), result.stderr
+    return result, set(last.split()[1:])
+
+
+def test_help_list_and_status_answer_without_importing_torch_pandas_or_matplotlib(tmp_path):
+    runs = tmp_path / "runs"
+    finished, interrupted = runs / "resnet20_sgd_none-aaaaaaaaaaaa", runs / "resnet20_sgd_none-bbbbbbbbbbbb"
+    finished.mkdir(parents=True)
+    (finished / "record.json").write_text(json.dumps(
+        {"status": "finished", "config": {"seed": 1}, "metrics": {"test_acc": 91.5, "epochs_run": 3}}))
+    interrupted.mkdir()
+    (interrupted / "config.yaml").write_text("trainer:\n  epochs: 3\n")
+    atomic_torch_save({"model": torch.nn.Linear(2, 2).state_dict(), "rng": {"torch": torch.get_rng_state()},
+                       "state": {"epoch": 2, "step": 8, "history": [{"epoch": 1}]}}, interrupted / "checkpoint.pt")
+
+    for args in (["--help"], ["list"], ["list", "model"]):
+        result, loaded = loaded_by(args, tmp_path)
+        assert result.returncode == 0 and result.stdout and loaded == set(), (args, result.stderr)
+    result, loaded = loaded_by(["status", "--runs", str(runs)], tmp_path)
+    assert result.returncode == 0 and loaded == set(), result.stderr
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["finished", finished.name, "test", "91.50%,", "seed", "1"],
+        ["interrupted", interrupted.name, "checkpoint", "after", "epoch", "2/3"],  # read from checkpoint.pt
+        ["2", "runs:", "1", "finished,", "0", "running,", "1", "interrupted,", "0", "failed,", "0", "diverged,",
+         "0", "pending"]]
+    result, loaded = loaded_by(["status", "--runs", str(tmp_path / "none")], tmp_path)
+    assert result.returncode == 2 and loaded == set() and "--runs: " in result.stderr
+    result, loaded = loaded_by(["list", "modle"], tmp_path)
+    assert result.returncode == 2 and loaded == set() and "did you mean model?" in result.stderr
+
+
+def test_a_config_error_is_reported_without_importing_pandas_or_matplotlib(tmp_path):
+    result, loaded = loaded_by(["run", "model=nope"], tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("prune-bench: error: model=nope: unknown option")
+    assert loaded == {"torch"}  # the model, optimizer and pruner registries the config is checked against

@@ -32,7 +32,8 @@ from prune_bench.engine.loop import evaluate
 from prune_bench.engine.runtime import Runtime
 from prune_bench.models import build_model
 from prune_bench.pruning.dpm.shapes import layer_shapes
-from prune_bench.report.tables import build_table, collect_records, load_table_spec, write_plot
+from prune_bench.report.specs import load_table_spec
+from prune_bench.report.tables import build_table, collect_records, write_plot
 from prune_bench.scale.status import scan
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,7 @@ from prune_bench import layout
 from prune_bench.data import data_label
 from prune_bench.engine.runtime import resolve_precision
 from prune_bench.engine.stages import plan_stages
-from prune_bench.layout import run_identity
+from prune_bench.identity import run_identity
 from prune_bench.pruning import build_pruner
 
 INFO = {"dataset": "cifar10", "format": "synthetic", "n_train": 200, "n_test": 100}

@@ -3,15 +3,15 @@ fields and their consistency; stability said as reached; turns), never a timing 
 models here sleep for known times, so only their order is asserted."""
 
 import random
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
+from benchmarks import latency as latency_benchmark
+from benchmarks.cli import parse_args
 from prune_bench.engine.checkpoint import load_pruned_model, model_pair_from_run
 from prune_bench.latency import (
     Latency,
@@ -22,9 +22,6 @@ from prune_bench.latency import (
     median_confidence_interval,
 )
 from prune_bench.pruning.dpm.shapes import layer_shapes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import bench  # noqa: E402  (scripts/ is not a package)
 
 SHAPE = (3, 8, 8)
 QUICK = {"warmup": 1, "min_repeats": 6, "max_seconds": 0.3, "turn_seconds": 0.005}
@@ -174,9 +171,9 @@ def test_a_run_gives_its_slimmed_model_and_the_dense_model_of_its_spec(slimmed_r
 
 
 def test_latency_benchmark_prints_dense_slimmed_and_ratio_per_batch(slimmed_run, capsys, one_thread):
-    args = bench.parse_args(["latency", "--run", str(slimmed_run), "--device", "cpu", "--latency-batches", "1,2",
-                             "--threads", "1", "--latency-seconds", "0.2"])
-    figures = quietly(bench.bench_latency, args)
+    args = parse_args(["latency", "--run", str(slimmed_run), "--device", "cpu", "--latency-batches", "1,2",
+                       "--threads", "1", "--latency-seconds", "0.2"])
+    figures = quietly(latency_benchmark.run, args)
     out = capsys.readouterr().out
     for batch_size in (1, 2):
         c = figures[slimmed_run.name][batch_size]
@@ -184,5 +181,5 @@ def test_latency_benchmark_prints_dense_slimmed_and_ratio_per_batch(slimmed_run,
         assert f"dense {c.dense.median_ms:.3f} ms" in line and f"slimmed {c.slimmed.median_ms:.3f} ms" in line
         assert f"dense / slimmed = {c.speedup:.3f}x" in line
     assert list(figures) == [slimmed_run.name]  # --run alone times that run only
-    assert bench.bench_latency(bench.parse_args(["latency", "--slim", "", "--device", "cpu"])) == {}
+    assert latency_benchmark.run(parse_args(["latency", "--slim", "", "--device", "cpu"])) == {}
     assert "latency: left out (needs --run DIR" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from prune_bench.engine import run as experiment
 from prune_bench.engine.loop import FitState, Training, train_epoch
 from prune_bench.engine.runtime import Runtime
 from prune_bench.engine.stages import plan_stages
+from prune_bench.identity import config_hash, run_identity
 from prune_bench.models import ModelSpec
 from prune_bench.optim import build_optimizer, build_scheduler
 from prune_bench.pruning import TrainContext, build_pruner
@@ -36,7 +37,7 @@ def test_each_pruner_declares_its_stages_with_the_folders_earlier_versions_wrote
     plain = make_config(tiny_overrides)
     (only,) = plan_stages(plain, INFO, build_pruner(plain.pruner))
     assert (only.name, only.kind, only.shared) == ("train", "train", False)
-    assert only.directory == runs / f"resnet20_sgd_none-{layout.run_identity(plain, INFO)}"
+    assert only.directory == runs / f"resnet20_sgd_none-{run_identity(plain, INFO)}"
 
     gradual = make_config([*tiny_overrides, "pruner=gmp", "pruner.events=2"])
     assert names_and_kinds(plan_stages(gradual, INFO, build_pruner(gradual.pruner))) == [("train", "prune", False)]
@@ -45,9 +46,9 @@ def test_each_pruner_declares_its_stages_with_the_folders_earlier_versions_wrote
                             "pruner.finetune_lr_factor=0.5"])
     pretrain, prune = plan_stages(one_shot, INFO, build_pruner(one_shot.pruner))
     assert names_and_kinds([pretrain, prune]) == [("pretrain", "train", True), ("prune", "prune", False)]
-    train_id = layout.run_identity(one_shot, INFO, drop=("pruner",))  # the shared training of earlier versions
+    train_id = run_identity(one_shot, INFO, drop=("pruner",))  # the shared training of earlier versions
     assert pretrain.directory == runs / ".trained" / f"resnet20_sgd-{train_id}"
-    assert prune.directory == layout.run_dir(one_shot, INFO)
+    assert prune.directory == layout.run_dir(one_shot, run_identity(one_shot, INFO))
     assert (prune.epochs, prune.optimizer.lr, prune.scheduler.name, prune.seed) == (3, 0.05, "constant", 2)
     other_level = make_config([*tiny_overrides, "pruner=magnitude", "pruner.sparsity=0.9"])
     assert plan_stages(other_level, INFO, build_pruner(other_level.pruner))[0].directory == pretrain.directory
@@ -56,8 +57,8 @@ def test_each_pruner_declares_its_stages_with_the_folders_earlier_versions_wrote
     pretrain, sparse, finetune = plan_stages(dpm, INFO, build_pruner(dpm.pruner))
     assert names_and_kinds([pretrain, sparse, finetune]) == [
         ("pretrain", "train", True), ("sparse", "sparse", True), ("finetune", "prune", False)]
-    assert pretrain.directory.name == f"resnet20_sgd-{layout.run_identity(dpm, INFO, drop=('pruner',))}"
-    legacy_sparse = layout.config_hash({"pretrain": pretrain.identity, "host": "depgraph",
+    assert pretrain.directory.name == f"resnet20_sgd-{run_identity(dpm, INFO, drop=('pruner',))}"
+    legacy_sparse = config_hash({"pretrain": pretrain.identity, "host": "depgraph",
                                         "sparse": OmegaConf.to_container(dpm.pruner.sparse, resolve=True)})
     assert sparse.directory == runs / ".trained" / f"resnet20_depgraph-sparse-{legacy_sparse}"
     assert [stage.seed for stage in (pretrain, sparse, finetune)] == [1, 2, 3]

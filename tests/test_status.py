@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import interrupt_in_epoch, make_config, run_cli
 from prune_bench.engine import progress as progress_module
+from prune_bench.engine.checkpoint import atomic_torch_save
+from prune_bench.engine.peek import checkpoint_epoch
 from prune_bench.engine.run import run
 from prune_bench.scale import plan
 from prune_bench.scale.status import lock_held, render, scan
@@ -155,3 +159,37 @@ def test_the_place_a_runs_epochs_count_in_is_named():
     assert where_trained({"stage": "finetune"}, None) == " (finetune stage)"
     assert where_trained({"stage": "pretrain"}, "") == " (pretrain stage, shared)"
     assert where_trained({"stage": "sparse"}, "resnet20_bnscale-sparse-9f") == " (sparse stage, shared resnet20_bnscale-sparse-9f)"
+
+
+class Effect:
+    """Unpickled by torch.load(weights_only=False), it would run `os.system(command)`."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_the_epoch_of_a_checkpoint_is_read_without_torch_and_without_running_what_it_names(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "checkpoint.pt"
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))  # a state_dict with _metadata
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "pruner": {"masks": {"w": torch.ones(3, dtype=torch.bool)}, "kept": np.arange(4), "raw": b"\x00\x01",
+                          "names": {"a", "b"}, "dtype": torch.float16, "shape": torch.Size([2, 3]),
+                          "effect": Effect(f"touch {marker}")},
+               "rng": {"torch": torch.get_rng_state(), "cuda": []},
+               "state": {"epoch": 7, "step": 21, "history": [{"epoch": 7, "train_loss": 0.5}], "diverged_step": None}}
+    atomic_torch_save(payload, path)
+    assert checkpoint_epoch(path) == 7 and not marker.exists()
+
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut off: the zip's directory is gone
+    assert checkpoint_epoch(path) is None
+    path.write_bytes(b"not a checkpoint")
+    assert checkpoint_epoch(path) is None
+    atomic_torch_save({"epoch": 3}, path)  # readable, but no state.epoch
+    assert checkpoint_epoch(path) is None

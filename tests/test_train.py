@@ -17,7 +17,7 @@ from prune_bench.engine import run as experiment
 from prune_bench.engine import stages
 from prune_bench.engine.record import summary
 from prune_bench.errors import CheckpointError
-from prune_bench.layout import run_identity
+from prune_bench.identity import run_identity
 
 
 def quiet(message):

@@ -1,3 +1,3 @@
-"""Config: the shipped tree, composition with Hydra, the schema, validation."""
-
-from . import resolvers  # noqa: F401  (registers the resolvers the config tree uses)
+"""Config: the shipped tree, composition with Hydra, the schema, validation. Importing the
+package loads nothing heavy (`prune-bench list` reads the shipped tree through it); compose.py
+registers the resolvers the tree uses."""

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, suggest
+from . import resolvers  # noqa: F401  (registers the resolvers the config tree uses)
 from .hydra_private import sweep_jobs
 from .schema import first_unknown_key
 from .shipped import conf_dir, shipped_names

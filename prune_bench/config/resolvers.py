@@ -1,4 +1,5 @@
-"""The resolvers the config tree uses, registered when prune_bench.config is imported."""
+"""The resolvers the config tree uses, registered when this module is imported (config/compose.py
+and scale/launch.py import it: every path that composes or launches a config)."""
 
 from __future__ import annotations
 

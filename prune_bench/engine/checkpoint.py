@@ -15,13 +15,17 @@ from omegaconf import OmegaConf
 
 from ..data import OFFICIAL
 from ..errors import CheckpointError
-from ..fileio import atomic_torch_save
+from ..fileio import atomic_write
 from ..layout import CONFIG, MODEL, RECORD
 from ..models import ModelSpec
 from ..pruning.dpm.shapes import restore_shapes
 from .loop import FitState, Training
 
 CHECKPOINT_FORMAT = 1
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def save_checkpoint(path: Path, training: Training, state: FitState, identity: str,
@@ -60,16 +64,6 @@ def load_checkpoint(path: Path, identity: str) -> dict:
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} has an unknown format; delete it to start the run again")
     return payload
-
-
-def checkpoint_epoch(path: Path) -> int | None:
-    """Completed epochs saved in a checkpoint, or None when it is unreadable (memory-mapped: the
-    weights are not read)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(payload["state"]["epoch"])
-    except Exception:
-        return None
 
 
 def restore(payload: dict, training: Training) -> FitState:

@@ -22,12 +22,14 @@ from ..data import Augment, load_data
 from ..errors import Interrupted, PruneBenchError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..humanize import n_epochs
+from ..identity import run_identity
 from ..latency import UnstableLatencyWarning, compare_latency
 from ..models import ModelSpec
 from ..pruning import build_pruner
-from .checkpoint import checkpoint_epoch, save_model
+from .checkpoint import save_model
 from .loggers import Sinks
 from .loop import evaluate
+from .peek import checkpoint_epoch
 from .progress import Monitor, note_failure
 from .record import build_record, history_metrics, history_result, summary
 from .runtime import Runtime, configure_cuda_kernels, resolve_device
@@ -42,7 +44,7 @@ def run(cfg: DictConfig, log=print) -> dict:
     if device.type == "cuda":
         configure_cuda_kernels(cfg.trainer)
     data = load_data(cfg.data, device)  # fails before any run folder exists
-    run_dir = layout.run_dir(cfg, data.info)
+    run_dir = layout.run_dir(cfg, run_identity(cfg, data.info))
     record_path = run_dir / layout.RECORD
     if record_path.is_file():  # finished: nothing to write, so a read-only runs folder will do
         return already_done(record_path, log)

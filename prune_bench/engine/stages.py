@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from .. import layout
 from ..data import Augment, DeviceData, steps_per_epoch
 from ..humanize import n_epochs
+from ..identity import config_hash, run_identity
 from ..metrics import zero_fraction
 from ..models import ModelSpec
 from ..optim import build_optimizer, build_scheduler
@@ -92,14 +93,15 @@ def plan_stages(cfg: DictConfig, data_info: dict, pruner: Pruner) -> list[Stage]
     for index, spec in enumerate(specs):
         last = index == len(specs) - 1
         if last:
-            identity, directory = layout.run_identity(cfg, data_info), layout.run_dir(cfg, data_info)
+            identity = run_identity(cfg, data_info)
+            directory = layout.run_dir(cfg, identity)
         else:
             if not spec.shared_as:
                 raise ValueError(f"stage {spec.name} comes before the last one but names no shared folder")
             if not stages:
-                identity = layout.run_identity(cfg, data_info, drop=("pruner",))
+                identity = run_identity(cfg, data_info, drop=("pruner",))
             else:
-                identity = layout.config_hash({stages[-1].name: stages[-1].identity, **(spec.key or {})})
+                identity = config_hash({stages[-1].name: stages[-1].identity, **(spec.key or {})})
             directory = layout.shared_dir(runs_dir, spec.shared_as, identity)
         stages.append(Stage(spec.name, spec.kind, directory, identity, not last, spec.optimizer, spec.scheduler,
                             spec.trainer, spec.seed, spec.hooks))

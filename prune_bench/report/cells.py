@@ -3,7 +3,7 @@
 A table (conf/table/<name>.yaml, see results.py) turns records into samples and samples into
 cells. The rules here keep a cell honest:
 
-- One sample per seed. Records whose semantic configs (config.semantic_config: the resolved
+- One sample per seed. Records whose semantic configs (identity.semantic_config: the resolved
   config minus execution details, plus the data fingerprint) are equal but for the seed keys
   (SEED_KEYS) are different seeds of one setting. Records that also differ in the keys a table
   declares `merged` (runs that share one training by design, e.g. sga2024's pruner.sparsity)
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from ..layout import data_fingerprint, semantic_config
+from ..identity import data_fingerprint, semantic_config
 
 # The run seed, and keys that default to it (StochGradAdam's mask stream is `${seed}`).
 SEED_KEYS = ("seed", "optimizer.seed")

@@ -19,7 +19,7 @@ A table is described by conf/table/<name>.yaml:
                                # (all its keys: prune_bench/report/plots.py)
 
 What shares a cell (prune_bench/cells.py): the samples of one semantic config (the config minus
-execution details, config.semantic_config) that differ in the seed alone. Records that differ in
+execution details, identity.semantic_config) that differ in the seed alone. Records that differ in
 another key go to separate rows whose `variant` column names the differing keys; a duplicate
 (same config and seed) counts once, with a warning naming both record files. Every table also
 keys cells by `data` (dataset, format, subsets) and `epochs`.
@@ -53,26 +53,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config.shipped import load_shipped, published_dir, shipped_names
+from ..config.shipped import published_dir
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..layout import record_paths
 from .cells import IMPLICIT_KEYS, PAPER, key_text, lookup, matches, natural_key, table_samples
 from .claims import claim_problems, claims_frame, claims_markdown, decide_claims
 from .plots import draw
+from .specs import load_table_spec
 
 SAMPLE_KEYS = ["variant", "setting"]  # cells.Sample: what sets a row apart beyond the cell keys
 SAMPLE_DETAILS = ["seed", "config"]  # a sample's seed and semantic config (claims pair and compare by them)
 
 
-def table_names() -> list[str]:
-    return shipped_names("table")
-
-
-def load_table_spec(name: str):
-    path, spec = load_shipped("table", name, "table", ("title", "rows", "columns"), resolve=True)
-    if spec.get("published") and not spec.get("paper"):
-        raise ConfigError(f"table: {path} compares with published numbers but declares no paper setting ('paper:')")
+def load_checked_spec(name: str) -> dict:
+    """The table's spec (report/specs.py) with its claims checked: one line per problem."""
+    spec = load_table_spec(name)
     problems = claim_problems(spec, name)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -353,7 +349,7 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
     """results/NAME.csv, the markdown (table, note, sources and, if the table declares claims, their
     lines) as NAME.md, and the claims' lines as NAME.claims.csv. Returns the table, the CSV's path
     and the text to print: the markdown, then a line for each other file written."""
-    spec = load_table_spec(name)
+    spec = load_checked_spec(name)
     samples = _samples_of_runs("table", name, spec, runs_dir)
     table = table_of_samples(name, spec, samples)
     text = f"## {spec['title']}\n\n{to_markdown(table, spec)}\n"
@@ -379,7 +375,7 @@ def write_table(name: str, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFr
 
 def write_plot(name: str, runs_dir: Path, results_dir: Path) -> Path:
     """A PNG of the table (report/plots.py): our cells, and the published numbers beside them."""
-    spec = load_table_spec(name)
+    spec = load_checked_spec(name)
     if not spec.get("plot"):
         raise ConfigError(f"plot: table '{name}' has no plot section")
     table = table_of_samples(name, spec, _samples_of_runs("plot", name, spec, runs_dir), split=False)

@@ -12,6 +12,9 @@ per test image, per checkpoint, and a run's fixed cost): steps left x s/step + e
 s/evaluation + the pruning work that is not a training step (one-shot levels' evaluations, DPM's
 latency measurement) + checkpoints + the fixed cost per run (data loaded, model built; a process
 start too where the launcher starts one per job).
+
+After Ctrl-C in a list of jobs (a sweep, a paper's grid), `interruption_of` reads the same
+states back to say what finished and what the interrupted run saved.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import load_arrays, per_class_subset, steps_per_epoch
-from ..engine.checkpoint import checkpoint_epoch
+from ..engine.peek import checkpoint_epoch
 from ..engine.stages import Stage, plan_stages
-from ..errors import ConfigError, PruneBenchError
+from ..errors import ConfigError, Interrupted, PruneBenchError
 from ..humanize import duration
 from ..latency import WARMUP_PASSES
 from ..layout import CHECKPOINT
@@ -286,3 +289,35 @@ def cost_total(jobs: list[PlannedJob], costs: list[Cost | None] | None = None, p
         for problem in sorted({job.data_problem for job in unread}):
             text += f"\n  {problem}"
     return text
+
+
+# ----------------------------------------------------------------------------- after Ctrl-C
+
+
+def cell_labels(jobs: list[list[str]]) -> list[str]:
+    """Each job's overrides less those every job shares: what tells the cells apart."""
+    common = set(jobs[0]).intersection(*jobs[1:]) if len(jobs) > 1 else set()
+    return [" ".join(o for o in job if o not in common) for job in jobs]
+
+
+def interruption_of(error: KeyboardInterrupt, jobs: list[tuple[list[str], DictConfig]]) -> Interrupted:
+    """Ctrl-C during a list of jobs (a paper's grid, a sweep), read back from the runs folders: how
+    many runs have finished, which one it interrupted (the run `error` names, else the first
+    without a record: the launcher was between runs) and what that one saved."""
+    planned = plan_jobs(jobs)
+    labels = cell_labels([job.overrides for job in planned])
+    done = [job.status.state in ("finished", "diverged") for job in planned]  # skipped by the next command
+    tally = f"{sum(job.status.state == 'finished' for job in planned)} of {len(planned)} runs finished"
+    run_dir = getattr(error, "run_dir", None)
+    named = [i for i, job in enumerate(planned) if job.stages and job.stages[-1].directory == run_dir]
+    if all(done):
+        return Interrupted(f"interrupted after every run ended ({tally})", "run the same command to finish")
+    index = named[0] if named and not done[named[0]] else done.index(False)
+    if index in named and getattr(error, "resumes", False):
+        what, after = error.what.removeprefix("interrupted "), "this one resumes"
+    else:
+        what, after = "before it saved anything", "this one starts again"
+    stages = planned[index].stages
+    return Interrupted(f"interrupted in run [{labels[index]}] {what}; {tally}",
+                       f"run the same command to go on: finished runs are skipped, {after}",
+                       stages[-1].directory if stages else None, resumes=after == "this one resumes")

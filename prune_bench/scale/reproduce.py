@@ -13,16 +13,25 @@ non-zero naming it. Adding a paper is one yaml file here (and its table in conf/
 from __future__ import annotations
 
 from hydra.core.utils import JobStatus
-from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..config.compose import compose_all
 from ..config.grids import grid_jobs, read_grid
 from ..errors import ConfigError, Interrupted, PruneBenchError
 from ..layout import results_root, runs_root
-from ..report.tables import load_table_spec, table_names, write_plot, write_table
+from ..report.specs import load_table_spec, table_names
+from ..report.tables import write_plot, write_table
 from .launch import launch
-from .plan import check_schedules, cost_text, cost_total, job_costs, plan_jobs, probe_jobs
+from .plan import (
+    cell_labels,
+    check_schedules,
+    cost_text,
+    cost_total,
+    interruption_of,
+    job_costs,
+    plan_jobs,
+    probe_jobs,
+)
 from .status import render
 from .watch import GridWatch
 
@@ -49,10 +58,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def cell_labels(jobs: list[list[str]]) -> list[str]:
-    """Each job's overrides less those every job shares: what tells the cells apart."""
-    common = set(jobs[0]).intersection(*jobs[1:]) if len(jobs) > 1 else set()
-    return [" ".join(o for o in job if o not in common) for job in jobs]
 
 
 def _failure_reason(job_return) -> str | None:
@@ -132,29 +137,6 @@ def reproduce(paper: str, budget: str, seeds: list[int] | None, overrides: list[
     if not failed:
         log(f"all {len(after)} runs finished")
     return failed
-
-
-def interruption_of(error: KeyboardInterrupt, jobs: list[tuple[list[str], DictConfig]]) -> Interrupted:
-    """Ctrl-C during a list of jobs (a paper's grid, a sweep), read back from the runs folders: how
-    many runs have finished, which one it interrupted (the run `error` names, else the first
-    without a record: the launcher was between runs) and what that one saved."""
-    planned = plan_jobs(jobs)
-    labels = cell_labels([job.overrides for job in planned])
-    done = [job.status.state in ("finished", "diverged") for job in planned]  # skipped by the next command
-    tally = f"{sum(job.status.state == 'finished' for job in planned)} of {len(planned)} runs finished"
-    run_dir = getattr(error, "run_dir", None)
-    named = [i for i, job in enumerate(planned) if job.stages and job.stages[-1].directory == run_dir]
-    if all(done):
-        return Interrupted(f"interrupted after every run ended ({tally})", "run the same command to finish")
-    index = named[0] if named and not done[named[0]] else done.index(False)
-    if index in named and getattr(error, "resumes", False):
-        what, after = error.what.removeprefix("interrupted "), "this one resumes"
-    else:
-        what, after = "before it saved anything", "this one starts again"
-    stages = planned[index].stages
-    return Interrupted(f"interrupted in run [{labels[index]}] {what}; {tally}",
-                       f"run the same command to go on: finished runs are skipped, {after}",
-                       stages[-1].directory if stages else None, resumes=after == "this one resumes")
 
 
 def _write_results(table: str, cfg, log) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
-from ..engine.checkpoint import checkpoint_epoch
+from ..engine.peek import checkpoint_epoch
 from ..engine.progress import read_json
 from ..humanize import duration
 from ..layout import (

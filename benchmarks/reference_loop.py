@@ -1,5 +1,5 @@
-"""The loop of the usual published CIFAR training script, for scripts/bench.py to compare the
-project's loop with on the same device: a per-image PIL Dataset, DataLoader workers, fp32 eager
+"""The loop of the usual published CIFAR training script, for the gpu benchmark (gpu.py) to compare
+the project's loop with on the same device: a per-image PIL Dataset, DataLoader workers, fp32 eager
 NCHW. It is a reference to measure against, never a path the project trains on."""
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from PIL import Image, ImageOps
 
 from prune_bench.models import build_model
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .timing import synchronize
 
 
 class PerImageCifar(torch.utils.data.Dataset):
