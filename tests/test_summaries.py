@@ -6,6 +6,7 @@ import json
 import pandas as pd
 from test_tables import run_record
 
+from prune_bench import cli
 from prune_bench.report import summaries
 from prune_bench.report import tables as results
 
@@ -43,3 +44,20 @@ def test_summaries_leave_out_the_bulk_keep_the_rest_and_make_the_same_table(tmp_
     from_summaries = results.build_table("one-shot", SPEC, results.collect_records(out))
     assert from_runs.loc[0, "n"] == 2 and from_runs.loc[0, "acc"] == 51.0
     pd.testing.assert_frame_equal(from_runs, from_summaries)
+
+
+def test_table_summaries_from_the_command_line_make_the_same_table_again(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for seed, acc in ((1, 50.0), (2, 52.0)):
+        for optimizer in ("adam", "sga"):
+            record = run_record([f"+exp=resnet56_{optimizer}", "model=resnet20", f"seed={seed}"], acc,
+                                data="cifar10-jpeg-n5000", metrics={"test_acc_trained": acc, "levels": {
+                                    "p50": {"test_acc": acc - 10}}})
+            record["history"] = [{"epoch": 1}] * 20
+            write_run(runs, f"resnet20_{optimizer}_magnitude-{seed}", record)
+    assert cli.main(["table", "sga2024", "--runs", str(runs), "--results-dir", str(tmp_path / "out"), "--summaries"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"wrote 4 run summaries under {tmp_path / 'out' / 'runs'}")
+    assert cli.main(["table", "sga2024", "--runs", str(tmp_path / "out" / "runs"),
+                     "--results-dir", str(tmp_path / "again")]) == 0
+    for name in ("sga2024.csv", "sga2024.claims.csv", "sga2024.md"):
+        assert (tmp_path / "out" / name).read_text() == (tmp_path / "again" / name).read_text()
