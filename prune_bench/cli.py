@@ -11,19 +11,21 @@ from pathlib import Path
 
 import hydra
 
+from .config.catalog import listing, option_groups
 from .config.compose import check_group_overrides, compose_jobs, job_overrides
-from .config.shipped import conf_dir, shipped_names
+from .config.shipped import conf_dir
+from .config.user import search_path_overrides, take_config_dir_options
 from .engine.workspace import ensure_writable, inside, what_to_do
 from .errors import Interrupted, PruneBenchError, in_words, suggest
 from .export import DEFAULT_FORMATS, FILES, export_run, parse_formats
 from .layout import runs_root, sweep_dir
-from .report.tables import load_table_spec, table_names, write_plot, write_table
+from .report.tables import table_names, write_plot, write_table
 from .scale.launch import task as run_task
 from .scale.plan import check_schedules
 from .scale.reproduce import interruption_of, paper_status, parse_seeds, reproduce
 from .scale.status import render, scan
 
-USAGE = """usage: prune-bench <command> [...]
+USAGE = """usage: prune-bench [--config-dir DIR] <command> [...]
 
 commands:
   run [overrides]   train, prune, evaluate and record one run (Hydra overrides; -m for sweeps)
@@ -41,6 +43,9 @@ commands:
   export RUN_DIR    write a finished run's model as ONNX and torch.export files (slimmed shapes
                     included), each checked against PyTorch, with export.json (input, normalisation,
                     classes); --out DIR (default RUN_DIR/export), --format onnx,pt2,torchscript
+
+--config-dir DIR (or $PRUNE_BENCH_CONFIG_DIR): your exp/, reproduce/, table/ beside the shipped
+                    ones (docs/extending.md)
 """
 
 
@@ -55,6 +60,10 @@ def fail(message: str, code: int = 2) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv = take_config_dir_options(argv)
+    except PruneBenchError as error:
+        fail(str(error))
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -108,7 +117,7 @@ def run_command(overrides: list[str]) -> int:
         except PruneBenchError as error:
             fail(str(error))
 
-    sys.argv = ["prune-bench run", *overrides]
+    sys.argv = ["prune-bench run", *overrides, *search_path_overrides()]
     try:
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
     except KeyboardInterrupt as error:
@@ -200,44 +209,15 @@ def table_command(command: str, args: list[str]) -> int:
     return 0
 
 
-def _description(path: Path) -> str:
-    for line in path.read_text().splitlines():
-        text = line.strip()
-        if text.startswith("#") and "@package" not in text:
-            return text.lstrip("# ").strip()
-    return ""
-
-
-def option_groups() -> list[str]:
-    """The config groups a run selects an option of (model=..., data=...): the folders of the
-    config tree, less those with a section of their own in `list` and Hydra's."""
-    return sorted(path.name for path in conf_dir().iterdir()
-                  if path.is_dir() and path.name not in ("exp", "table", "reproduce", "hydra"))
-
-
 def list_command(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="prune-bench list")
     parser.add_argument("group", nargs="?", help="only this: exp, table, reproduce or a config group (model, ...)")
     options = parser.parse_args(args)
     groups = ["exp", *option_groups(), "reproduce", "table"]
     if options.group is not None and options.group not in groups:
-        listing = f"use {in_words(groups)}"
-        raise PruneBenchError(f"list: unknown group '{options.group}'; {suggest(options.group, groups, listing)}")
-    shown = groups if options.group is None else [options.group]
-    sections = []
-    if "exp" in shown:
-        lines = [f"  {path.stem:<32} {_description(path)}" for path in sorted((conf_dir() / "exp").glob("*.yaml"))]
-        sections.append(["experiments (prune-bench run +exp=NAME):", *lines])
-    chosen = [group for group in option_groups() if group in shown]
-    if chosen:
-        lines = [f"  {group:<12} {', '.join(shipped_names(group))}" for group in chosen]
-        sections.append(["config groups (prune-bench run GROUP=NAME):", *lines])
-    if "reproduce" in shown:
-        sections.append(["papers (prune-bench reproduce NAME):", *(f"  {name}" for name in shipped_names("reproduce"))])
-    if "table" in shown:
-        lines = [f"  {name:<32} {load_table_spec(name)['title']}" for name in table_names()]
-        sections.append(["tables (prune-bench table NAME):", *lines])
-    print("\n\n".join("\n".join(section) for section in sections))
+        allowed = f"use {in_words(groups)}"
+        raise PruneBenchError(f"list: unknown group '{options.group}'; {suggest(options.group, groups, allowed)}")
+    print(listing(groups if options.group is None else [options.group]))
     return 0
 
 
@@ -259,7 +239,7 @@ def export_command(args: list[str]) -> int:
     out_dir = Path(options.out).expanduser() if options.out else Path(options.run_dir).expanduser() / "export"
     model, normalisation = manifest["model"], manifest["input"]["normalisation"]
     shape = "slimmed" if model["slimmed"] else "unpruned"
-    print(f"exported {model['name']} ({shape}, {model['params'] / 1e6:.2f}M params) from {options.run_dir}")
+    print(f"exported {model['label']} ({shape}, {model['params'] / 1e6:.2f}M params) from {options.run_dir}")
     for name, entry in manifest["formats"].items():
         check = entry["verified"]
         batches = " and ".join(str(n) for n in check["batch_sizes"])

@@ -17,7 +17,8 @@ command line has the last word. Every cell is composed and validated before anyt
 cells without a finished record go to the launcher the command line selects (hydra/launcher=...);
 an interrupted run resumes from its checkpoint; then the table and the plot are written. A cell
 that fails leaves its reason in its run directory, the others go on, and the command ends
-non-zero naming it. Adding a paper is one yaml file here (and its table in conf/table/).
+non-zero naming it. Adding a paper is one yaml file here (and its table in conf/table/); a
+user's grid is the same file in their config folder's reproduce/ (config/user.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ..config.catalog import load_entry
 from ..config.compose import compose_all, expand_sweep
-from ..config.shipped import load_shipped
 from ..errors import ConfigError, Interrupted, PruneBenchError
 from ..layout import results_root, runs_root
 from ..report.tables import load_table_spec, table_names, write_plot, write_table
@@ -38,12 +39,12 @@ from .watch import GridWatch
 
 
 def load_grid(paper: str) -> dict:
-    path, spec = load_shipped("reproduce", paper, "paper", ("table", "seeds", "budgets"), resolve=False)
+    entry, spec = load_entry("reproduce", paper, "paper", ("table", "seeds", "budgets"), resolve=False)
     if spec["table"] not in table_names():
-        raise ConfigError(f"paper: {path} names the table '{spec['table']}'; allowed: {', '.join(table_names())}")
+        raise ConfigError(f"paper: {entry.path} names the table '{spec['table']}'; allowed: {', '.join(table_names())}")
     for budget, section in spec["budgets"].items():
         if not section.get("grid"):
-            raise ConfigError(f"paper: {path}: budget '{budget}' has no grid")
+            raise ConfigError(f"paper: {entry.path}: budget '{budget}' has no grid")
     return spec
 
 
