@@ -11,7 +11,12 @@ import pytest
 from prune_bench import cli
 from prune_bench.config import catalog
 from prune_bench.config.compose import check_group_overrides, compose_config
-from prune_bench.config.user import CONFIG_DIR_VARIABLE, config_dirs, search_path_overrides, take_config_dir_options
+from prune_bench.config.user import (
+    CONFIG_DIR_VARIABLE,
+    config_dirs,
+    search_path_overrides,
+    take_config_dir_options,
+)
 from prune_bench.errors import ConfigError
 from prune_bench.report.tables import load_table_spec, write_table
 
