@@ -13,8 +13,9 @@
 A run's identity is a hash of its semantic config (the resolved config less the execution details
 in NON_SEMANTIC_KEYS, with the precision it computes in on its device) and of what identifies its
 data; a run with a custom component (`model=custom model.target=...`) also hashes the sha256 of
-the file that defines each target, so an edited model is a new run, never a silent reuse. A shared stage's identity hashes what that stage computes from (engine/stages.py says which
-keys each kind covers), so two runs whose stages begin alike share those folders.
+the file that defines each target, so an edited model is a new run, never a silent reuse. A
+shared stage's identity hashes what that stage computes from (engine/stages.py says which keys
+each kind covers), so two runs whose stages begin alike share those folders.
 """
 
 from __future__ import annotations

@@ -127,3 +127,12 @@ class ScaledNet(SmallNet):
 
     def forward(self, images):
         return self.head((self.features(images) * self.scale).mean(dim=(2, 3)))
+
+
+class RefusesWide(SmallNet):
+    """Raises in its constructor for a width above 16."""
+
+    def __init__(self, num_classes: int, width: int = 8):
+        if width > 16:
+            raise ValueError(f"width {width} is too wide")
+        super().__init__(num_classes, width)

@@ -41,10 +41,12 @@ def path_kept(monkeypatch):
     (["optimizer=custom", "optimizer.target=torch.optim.SGD", "+optimizer.kwargs.momentm=0.9"],
      "optimizer.kwargs.momentm: torch.optim.SGD does not accept momentm; it takes params, lr, momentum, dampening, "
      "weight_decay, nesterov, maximize, foreach, differentiable and fused"),
+    (["model=custom", "model.target=custom_parts:RefusesWide", "+model.kwargs.width=32"],
+     "model.target: custom_parts:RefusesWide(num_classes=10, width=32) failed (ValueError: width 32 is too wide)"),
     (["model=custom"],
      "model.target: not set; give the import path of a class or function, e.g. model.target=mypkg.nets:TinyNet"),
 ], ids=["not callable", "no such name", "forward fails", "not a Pruner", "kwargs key", "optimizer kwargs key",
-        "no target"])
+        "constructor fails", "no target"])
 def test_a_bad_target_is_one_line_and_leaves_nothing(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as caught:
         cli.main(tiny(tmp_path, *extra))

@@ -205,8 +205,8 @@ def model_size(record: dict) -> str:
 def summary(record: dict) -> str:
     """One line: what ran, how well, how big, how fast, where the record is."""
     config, metrics, labels = record["config"], record.get("metrics", {}), record_labels(record)
-    head = (f"{record['status']} {labels['model']} / {labels['optimizer']} / {labels['pruner']} on {record['data'].get('label', record['data'].get('dataset'))} "
-            f"seed {config['seed']}")
+    head = (f"{record['status']} {labels['model']} / {labels['optimizer']} / {labels['pruner']} on "
+            f"{record['data'].get('label', record['data'].get('dataset'))} seed {config['seed']}")
     if record["status"] == "diverged":
         result = f"non-finite loss at step {record['diverged_step']}"
     else:

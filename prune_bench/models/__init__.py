@@ -24,8 +24,8 @@ def custom_model(num_classes: int, target: str | None = None, kwargs: dict | Non
     try:
         model = build(num_classes=num_classes, **kwargs)
     except Exception as error:
-        raise ConfigError(f"model.target: {target}(num_classes={num_classes}{''.join(f', {k}={v!r}' for k, v in kwargs.items())}) "
-                          f"failed ({first_line(error)})") from None
+        arguments = ", ".join(f"{key}={value!r}" for key, value in {"num_classes": num_classes, **kwargs}.items())
+        raise ConfigError(f"model.target: {target}({arguments}) failed ({first_line(error)})") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model.target: {target} returned a {type(model).__name__}, not an nn.Module")
     return model

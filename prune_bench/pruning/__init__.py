@@ -44,7 +44,8 @@ def custom_pruner_schema(section: dict) -> type:
     if schema is not None and not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
         raise ConfigError(f"pruner.target: {pruner.__name__}.schema must be a dataclass of its keys and their types")
     own = typing.get_type_hints(schema) if schema is not None else {}
-    fields = {"name": str, "target": str | None, **{key: kind for key, kind in own.items() if key not in ("name", "target")}}
+    fields = {"name": str, "target": str | None}
+    fields.update({key: kind for key, kind in own.items() if key not in fields})
     return dataclasses.make_dataclass(f"{pruner.__name__}Section", list(fields.items()))
 
 
@@ -82,6 +83,5 @@ def build_pruner(cfg) -> Pruner:
 __all__ = [
     "PRUNERS", "DPMPruner", "FGGPPruner", "GradualPruner", "MagnitudeFirstPruner", "MaskSet", "NoPruner", "Pruner",
     "StageSpec", "TrainContext", "build_pruner", "cubic_sparsity", "custom_pruner_schema", "erk_densities", "erk_masks",
-    "fggp_masks",
-    "gmp_layer_masks", "gmp_masks", "magfirst_masks", "magnitude_masks", "pruner_model_check", "select_prunable",
+    "fggp_masks", "gmp_layer_masks", "gmp_masks", "magfirst_masks", "magnitude_masks", "pruner_model_check", "select_prunable",
 ]
