@@ -8,9 +8,10 @@ import os
 import sys
 
 from .commands import command_module, fail
+from .config.user import take_config_dir_options
 from .errors import Interrupted, PruneBenchError, in_words, suggest
 
-USAGE = """usage: prune-bench <command> [...]
+USAGE = """usage: prune-bench [--config-dir DIR] <command> [...]
 
 commands:
   run [overrides]   train, prune, evaluate and record one run (Hydra overrides; -m for sweeps)
@@ -28,6 +29,9 @@ commands:
   export RUN_DIR    write a finished run's model as ONNX and torch.export files (slimmed shapes
                     included), each checked against PyTorch, with export.json (input, normalisation,
                     classes); --out DIR (default RUN_DIR/export), --format onnx,pt2,torchscript
+
+--config-dir DIR (or $PRUNE_BENCH_CONFIG_DIR): your exp/, reproduce/, table/ beside the shipped
+                    ones (docs/extending.md)
 """
 
 
@@ -36,6 +40,10 @@ COMMANDS = ("run", "reproduce", "status", "table", "plot", "list", "export")  # 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv = take_config_dir_options(argv)
+    except PruneBenchError as error:
+        fail(str(error))
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

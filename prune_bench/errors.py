@@ -36,6 +36,12 @@ class Interrupted(KeyboardInterrupt):
         self.what, self.again, self.run_dir, self.resumes = what, again, run_dir, resumes
 
 
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message` (at most 200 characters of it)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
 def in_words(names: list[str], last: str = "or") -> str:
     """a; a or b; a, b or c."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"

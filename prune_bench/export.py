@@ -38,7 +38,8 @@ from omegaconf import OmegaConf
 
 from .data import load_arrays
 from .engine.checkpoint import load_pruned_model, run_model_spec
-from .errors import DataError, PruneBenchError
+from .engine.record import record_labels
+from .errors import DataError, PruneBenchError, first_line
 from .fileio import atomic_write_json
 from .models import ModelSpec
 from .pruning.dpm.shapes import layer_shapes
@@ -104,12 +105,6 @@ def finished_run(run_dir: Path) -> dict:
         raise PruneBenchError(f"export: {run_dir} has no model.pt (the run had trainer.save_model=false); "
                               "run it again with trainer.save_model=true")
     return record
-
-
-def first_line(error: BaseException) -> str:
-    """`Type: first line of the message` (at most 200 characters of it)."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def load_run_model(run_dir: Path) -> tuple[nn.Module, dict]:
@@ -358,7 +353,7 @@ def build_manifest(run_dir: Path, record: dict, spec: dict, model: nn.Module, da
         "output": {"name": "logits", "shape": ["batch", spec["num_classes"]],
                    "meaning": "unnormalised class scores in the order of `classes` (softmax gives probabilities)"},
         "classes": data["classes"],
-        "model": {**spec, "slimmed": slimmed, "params": sum(p.numel() for p in model.parameters()),
+        "model": {**spec, "label": record_labels(record)["model"], "slimmed": slimmed, "params": sum(p.numel() for p in model.parameters()),
                   "macs": record.get("macs")},
         "formats": written,
         "source_run": {

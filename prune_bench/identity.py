@@ -1,6 +1,8 @@
 """A run's identity: a hash of its semantic config (the resolved config less the execution details
 in NON_SEMANTIC_KEYS, with the precision it computes in on its device) and of what identifies its
-data. A shared stage's identity hashes what that stage computes from (engine/stages.py says which
+data; a run with a custom component (`model=custom model.target=...`) also hashes the sha256 of
+the file that defines each target, so an edited model is a new run, never a silent reuse. A
+shared stage's identity hashes what that stage computes from (engine/stages.py says which
 keys each kind covers). layout.py turns identities into folders."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from omegaconf import DictConfig, OmegaConf
 
 from .engine.runtime import resolve_device, resolve_precision
+from .targets import SECTIONS, custom_sources
 
 # Keys that change where or how a run executes, not what it computes: left out of its identity.
 # trainer.precision is not one of them (bf16 and fp32 compute different numbers): the identity
@@ -99,8 +102,21 @@ def data_fingerprint(info: dict) -> dict:
     return {key: info.get(key) for key in ("dataset", "format", "n_train", "n_test")}
 
 
+def source_digests(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The sha256 of the file defining each custom component's target (less the `drop` sections);
+    empty for a run of built-in components."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    sources = custom_sources(tree, tuple(section for section in SECTIONS if section not in drop))
+    return {section: source["sha256"] for section, source in sources.items()}
+
+
 def run_identity(cfg: DictConfig, data_info: dict, drop: tuple[str, ...] = (), device=None) -> str:
-    """The hash of the semantic config (less `drop`) and the data's fingerprint."""
-    return config_hash({"config": semantic_config(cfg, drop, device), "data": data_fingerprint(data_info)})
+    """The hash of the semantic config (less `drop`) and the data's fingerprint, and for a run
+    with custom components of their source files' digests (source_digests)."""
+    identity = {"config": semantic_config(cfg, drop, device), "data": data_fingerprint(data_info)}
+    sources = source_digests(cfg, drop)
+    if sources:  # only then: the runs of built-in components keep the identity they always had
+        identity["sources"] = sources
+    return config_hash(identity)
 
 

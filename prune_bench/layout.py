@@ -22,6 +22,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from .targets import label
+
 RECORD = "record.json"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
@@ -48,8 +50,9 @@ def results_root(cfg: DictConfig) -> Path:
 
 
 def run_label(cfg: DictConfig) -> str:
-    """The run folder's prefix says what ran (an experiment's name may no longer, after overrides)."""
-    return f"{cfg.model.name}_{cfg.optimizer.name}_{cfg.pruner.name}"
+    """The run folder's prefix says what ran (an experiment's name may no longer, after overrides);
+    a custom component by its target's name (targets.label)."""
+    return f"{label(cfg.model)}_{label(cfg.optimizer)}_{label(cfg.pruner)}"
 
 
 def run_dir(cfg: DictConfig, identity: str) -> Path:

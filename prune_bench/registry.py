@@ -18,7 +18,9 @@ def _no_problems(cfg) -> list[str]:
 class Component:
     build: Callable
     validate: Callable = _no_problems  # cfg section -> list of one-line problems
-    schema: type | None = None  # a dataclass naming the section's keys and their types
+    # a dataclass naming the section's keys and their types; for `custom`, whose target declares
+    # its keys, a function of the section's values that returns it
+    schema: type | Callable | None = None
 
 
 def _name(section: str, key: str) -> str:

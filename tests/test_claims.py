@@ -244,15 +244,15 @@ def test_a_bad_declaration_is_one_line_per_problem_naming_the_key():
 
 
 def test_a_bad_claim_in_a_table_file_stops_table_with_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    load = specs.load_shipped
+    load = specs.load_entry
 
     def with_a_typo(group, name, *args, **kwargs):
-        path, spec = load(group, name, *args, **kwargs)
+        entry, spec = load(group, name, *args, **kwargs)
         spec = copy.deepcopy(spec)
         spec["claims"][0]["column"] = "acc_p55"
-        return path, spec
+        return entry, spec
 
-    monkeypatch.setattr(specs, "load_shipped", with_a_typo)
+    monkeypatch.setattr(specs, "load_entry", with_a_typo)
     (tmp_path / "runs").mkdir()
     with pytest.raises(SystemExit) as caught:
         cli.main(["table", "sga2024", "--runs", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "out")])

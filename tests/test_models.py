@@ -55,9 +55,12 @@ def test_vgg_variants():
     assert isinstance(vgg19.classifier, torch.nn.Linear)
 
 
+NEEDS = {"custom": {"target": "custom_parts:SmallNet"}}  # a model of one's own (tests/custom_parts.py)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_maps_a_cifar_batch_to_logits(name):
-    model = build_model(name, num_classes=100).eval()
+    model = build_model(name, num_classes=100, **NEEDS.get(name, {})).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 

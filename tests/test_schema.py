@@ -9,6 +9,9 @@ from prune_bench.config.compose import compose_config
 from prune_bench.config.shipped import conf_dir
 from prune_bench.config.validate import validate
 from prune_bench.errors import ConfigError
+from prune_bench.pruning import custom_pruner_schema
+
+NEEDS_SECTION = {"name": "custom", "target": "custom_parts:HalfOfEachLayer"}
 
 
 def problems(*overrides) -> list[str]:
@@ -93,8 +96,13 @@ def test_two_unknown_overrides_are_both_named():
                                               "trainer.epoch: unknown key; did you mean trainer.epochs?"]
 
 
-# choices the default config refuses on its own: dpm needs a projection-shortcut ResNet
-NEEDS = {"pruner=dpm": ["model.shortcut=B"]}
+# choices the default config refuses on its own: dpm needs a projection-shortcut ResNet, a custom
+# component its target (tests/custom_parts.py)
+NEEDS = {"pruner=dpm": ["model.shortcut=B"], "model=custom": ["model.target=custom_parts:SmallNet"],
+         "optimizer=custom": ["optimizer.target=torch.optim.RMSprop"],
+         "scheduler=custom": ["scheduler.target=custom_parts:warmup_constant"],
+         "pruner=custom": ["pruner.target=custom_parts:HalfOfEachLayer", "+pruner.sparsity=0.5",
+                           "+pruner.layers=[conv]"]}
 
 
 def group_choices():
@@ -118,6 +126,8 @@ def test_every_registered_component_carries_a_schema_with_a_name():
     assert set(MODEL_SCHEMAS) == set(MODELS)
     schemas = [*MODEL_SCHEMAS.values()]
     schemas += [component.schema for registry in (OPTIMIZERS, SCHEDULERS, PRUNERS) for component in registry.values()]
+    # a custom pruner's schema is its class's: a function of the section gives the dataclass
+    schemas = [schema(NEEDS_SECTION) if schema is custom_pruner_schema else schema for schema in schemas]
     for schema in schemas:
         assert dataclasses.is_dataclass(schema), schema
         fields = {field.name: field for field in dataclasses.fields(schema)}

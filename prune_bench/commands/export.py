@@ -21,7 +21,7 @@ def main(args: list[str]) -> int:
     out_dir = Path(options.out).expanduser() if options.out else Path(options.run_dir).expanduser() / "export"
     model, normalisation = manifest["model"], manifest["input"]["normalisation"]
     shape = "slimmed" if model["slimmed"] else "unpruned"
-    print(f"exported {model['name']} ({shape}, {model['params'] / 1e6:.2f}M params) from {options.run_dir}")
+    print(f"exported {model['label']} ({shape}, {model['params'] / 1e6:.2f}M params) from {options.run_dir}")
     for name, entry in manifest["formats"].items():
         check = entry["verified"]
         batches = " and ".join(str(n) for n in check["batch_sizes"])

@@ -10,6 +10,7 @@ import hydra
 
 from ..config.compose import check_group_overrides, compose_jobs, job_overrides
 from ..config.shipped import conf_dir
+from ..config.user import search_path_overrides
 from ..engine.workspace import ensure_writable
 from ..errors import Interrupted, PruneBenchError
 from ..layout import runs_root, sweep_dir
@@ -39,7 +40,7 @@ def main(overrides: list[str]) -> int:
         except PruneBenchError as error:
             fail(str(error))
 
-    sys.argv = ["prune-bench run", *overrides]
+    sys.argv = ["prune-bench run", *overrides, *search_path_overrides()]
     try:
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
     except KeyboardInterrupt as error:

@@ -15,9 +15,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, suggest
 from . import resolvers  # noqa: F401  (registers the resolvers the config tree uses)
+from .catalog import groups, names
 from .hydra_private import sweep_jobs
 from .schema import first_unknown_key
-from .shipped import conf_dir, shipped_names
+from .shipped import conf_dir
+from .user import search_path_overrides
 from .validate import validate
 
 
@@ -35,11 +37,11 @@ def check_group_overrides(overrides: list[str]) -> None:
             continue
         key, value = override.split("=", 1)
         group = key.lstrip("+~")
-        if "/" in group or "." in group or not (conf_dir() / group).is_dir():
+        if "/" in group or "." in group or group not in groups():
             continue
         if not re.fullmatch(r"[\w\-,]+", value):  # sweep syntax like choice(...): leave to Hydra
             continue
-        options = shipped_names(group)
+        options = names(group)
         for choice in value.split(","):
             if choice not in options:
                 listing = f"run prune-bench list {group} to see all {len(options)}"
@@ -66,8 +68,9 @@ def _override_key(override: str) -> str:
 
 
 def _compose(overrides: list[str]) -> DictConfig:
+    """The shipped tree and the user's config folders (on Hydra's search path) composed."""
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=[*search_path_overrides(), *overrides])
 
 
 def _problem(error: Exception, overrides: list[str]) -> tuple[str | None, str]:

@@ -1,4 +1,4 @@
-"""A paper's grid file (conf/reproduce/<paper>.yaml): its budgets and the jobs each expands to.
+"""A paper's grid file (conf/reproduce/<paper>.yaml, or reproduce/ in a user's config folder): its budgets and the jobs each expands to.
 scale/reproduce.py runs them; report/budgets.py names the budget a table's rows came from.
 
     table: sga2024              # the table (conf/table/) written at the end; plotted if it has a plot
@@ -15,22 +15,23 @@ scale/reproduce.py runs them; report/budgets.py names the budget a table's rows 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .catalog import load_entry, names
 from .compose import expand_sweep
-from .shipped import load_shipped, shipped_names
 
 
 def read_grid(paper: str) -> tuple:
-    """(path, content) of conf/reproduce/<paper>.yaml; every budget must have a grid."""
-    path, spec = load_shipped("reproduce", paper, "paper", ("table", "seeds", "budgets"), resolve=False)
+    """(path, content) of reproduce/<paper>.yaml, shipped or in a user's config folder; every
+    budget must have a grid."""
+    entry, spec = load_entry("reproduce", paper, "paper", ("table", "seeds", "budgets"), resolve=False)
     for budget, section in spec["budgets"].items():
         if not section.get("grid"):
-            raise ConfigError(f"paper: {path}: budget '{budget}' has no grid")
-    return path, spec
+            raise ConfigError(f"paper: {entry.path}: budget '{budget}' has no grid")
+    return entry.path, spec
 
 
 def grids_of_table(table: str) -> list[str]:
-    """The grid files whose runs the table `table` collects."""
-    return [paper for paper in shipped_names("reproduce") if read_grid(paper)[1]["table"] == table]
+    """The grid files (shipped and the user's) whose runs the table `table` collects."""
+    return [paper for paper in names("reproduce") if read_grid(paper)[1]["table"] == table]
 
 
 def grid_jobs(spec: dict, budget: str, seeds: list[int], overrides: list[str]) -> list[list[str]]:

@@ -9,6 +9,8 @@ key names the closest valid key.
 Sections whose keys depend on the component chosen (`model`, `optimizer`, `scheduler`,
 `pruner`) are typed `Named`: their schema is the one registered for `<section>.name`
 (`Component(build, validate, schema=...)` in the section's registry; models: MODEL_SCHEMAS).
+A schema registered as a function (a custom pruner's: its class declares its keys) is called
+with the section's values to give the dataclass.
 A new section with fixed keys gets a dataclass here and a field in ConfigSection; a new section
 of named components gets an entry in NAMED_SECTIONS (docs/design.md, "Extending").
 """
@@ -26,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..engine.loggers import LOGGERS
-from ..errors import close_matches, in_words
+from ..errors import ConfigError, close_matches, in_words
 from ..models import MODEL_SCHEMAS
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..pruning import PRUNERS
@@ -155,6 +157,8 @@ def matches(value, kind) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is str:
         return isinstance(value, str)
+    if kind is dict:  # a section of any keys (a custom component's kwargs)
+        return isinstance(value, dict)
     if origin is Literal:
         return any(type(value) is type(choice) and value == choice for choice in args)
     if origin in (Union, types.UnionType):
@@ -164,7 +168,8 @@ def matches(value, kind) -> bool:
     raise TypeError(f"schema type {kind!r} is not supported")
 
 
-_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+          dict: "a section"}
 _PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
@@ -244,6 +249,11 @@ def check_named(section: str, values) -> list[str]:
     if name not in registry:
         return [f"{section}.name: {name!r} is not allowed; use one of {', '.join(registry)}"]
     schema = registry[name]
+    if schema is not None and not dataclasses.is_dataclass(schema):
+        try:
+            schema = schema(values)
+        except ConfigError as error:
+            return str(error).splitlines()
     return check_section(values, schema, f"{section}.") if schema is not None else []
 
 

@@ -11,13 +11,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import OFFICIAL, SOURCES
 from ..engine.loggers import validate_loggers
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..models import build_model
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..pruning import PRUNERS, pruner_model_check, select_prunable
 from ..registry import choice, in_range, integer, positive
 from ..scale.devices import validate_pool
+from ..targets import CUSTOM, label
 from . import schema
+
+CIFAR_BATCH = (2, 3, 32, 32)  # what a custom model's forward pass is tried on
 
 
 def validate(cfg: DictConfig) -> None:
@@ -63,6 +66,11 @@ def _check_model(cfg: DictConfig, num_classes: int) -> list[str]:
         return [str(error)]
     except (TypeError, ValueError) as error:
         return [f"model: {' '.join(str(error).split())}"]
+    if cfg.model.name == CUSTOM:
+        forward = forward_problem(model, lambda: build_model(cfg.model.name, num_classes, **options), num_classes,
+                                  cfg.model.target)
+        if forward:
+            return [forward]
     problems = pruner_model_check(cfg, model)  # a pruner's checks that need the model (dpm: shortcuts, BN)
     pruner = cfg.pruner
     if "layers" not in pruner:
@@ -70,8 +78,30 @@ def _check_model(cfg: DictConfig, num_classes: int) -> list[str]:
     selection = {key: pruner.get(key, False) for key in ("layers", "skip_first_conv", "skip_last_linear")}
     if not select_prunable(model, tuple(selection.pop("layers")), **selection):
         chosen = ", ".join(f"{key} {_as_typed(pruner.get(key))}" for key in ("layers", *selection))
-        return problems + [f"pruner.layers: {cfg.model.name} has no prunable weights with these options ({chosen})"]
+        return problems + [f"pruner.layers: {label(cfg.model)} has no prunable weights with these options ({chosen})"]
     return problems
+
+
+def forward_problem(model, build_on_cpu, num_classes: int, target: str) -> str | None:
+    """A custom model must map a CIFAR batch to a logit per class. Tried on the meta device (shapes
+    only); a failure there is tried again on the CPU, so what is reported is the model's own error
+    (and an operation the meta device lacks is no error)."""
+    images = torch.zeros(CIFAR_BATCH, device="meta")
+    try:
+        with torch.no_grad():
+            logits = model.eval()(images)
+    except Exception:
+        try:
+            with torch.no_grad():
+                logits = build_on_cpu().eval()(torch.zeros(CIFAR_BATCH))
+        except Exception as error:
+            return (f"model.target: the forward pass of {target} fails on a CIFAR batch of shape "
+                    f"{list(CIFAR_BATCH)} ({first_line(error)})")
+    shape = list(logits.shape) if isinstance(logits, torch.Tensor) else f"a {type(logits).__name__}"
+    if shape != [CIFAR_BATCH[0], num_classes]:
+        return (f"model.target: {target} gives {shape} for a CIFAR batch of shape {list(CIFAR_BATCH)}; "
+                f"expected [{CIFAR_BATCH[0]}, {num_classes}] (a logit per class)")
+    return None
 
 
 def _as_typed(value) -> str:

@@ -1,5 +1,6 @@
 """A finished run's record (record.json): config, data, metrics, sparsity target vs achieved,
-params and MACs, every stage, timings, device and versions, git sha; and its one-line summary."""
+params and MACs, every stage, timings, device and versions, git sha, what each component is
+called and, for custom components, their targets and source files; and its one-line summary."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf
 from .. import __version__, layout
 from ..errors import PruneBenchError
 from ..metrics import conv_linear_weights, count_params_macs, sparsity_summary
+from ..targets import SECTIONS, keyword_arguments, label
 from .stages import StageResult
 
 
@@ -111,8 +113,30 @@ def git_sha() -> str | None:
     return sha + ("-dirty" if dirty else "") if sha else None
 
 
+def component_labels(config: dict) -> dict[str, str]:
+    """What each component is called (targets.label): its name, or a custom one's target's name."""
+    return {section: label(config[section]) for section in SECTIONS if section in config}
+
+
+def record_labels(record: dict) -> dict[str, str]:
+    """A record's `labels`; a record of an earlier version (0.2) has none: its config's names."""
+    return record.get("labels") or component_labels(record["config"])
+
+
+def target_entries(cfg, sources: dict[str, dict]) -> dict[str, dict]:
+    """Per custom component: its target, the kwargs it was called with (none for a pruner, whose
+    keys are its section's), the file that defines it and that file's sha256 (`sources`, read
+    when the run's identity was taken)."""
+    entries = {}
+    for section, source in sources.items():
+        entries[section] = {"target": source["target"], **({} if section == "pruner" else
+                                                            {"kwargs": keyword_arguments(cfg[section])}),
+                            "file": source["file"], "sha256": source["sha256"]}
+    return entries
+
+
 def build_record(cfg, data, runtime, results: list[StageResult], pruner, metrics: dict, run_id: str,
-                 run_dir: Path, started: float) -> dict:
+                 run_dir: Path, started: float, sources: dict[str, dict]) -> dict:
     last, shown = results[-1], history_result(results)
     status = "diverged" if last.state.diverged_step is not None else "finished"
     model = last.model
@@ -126,6 +150,8 @@ def build_record(cfg, data, runtime, results: list[StageResult], pruner, metrics
         "run_dir": str(run_dir),
         "name": cfg.name or layout.run_label(cfg),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "labels": component_labels(cfg),
+        "targets": target_entries(cfg, sources),
         "data": data.info,
         "metrics": metrics,
         "diverged_step": last.state.diverged_step,
@@ -178,10 +204,9 @@ def model_size(record: dict) -> str:
 
 def summary(record: dict) -> str:
     """One line: what ran, how well, how big, how fast, where the record is."""
-    config, metrics = record["config"], record.get("metrics", {})
-    head = (f"{record['status']} {config['model']['name']} / {config['optimizer']['name']} / "
-            f"{config['pruner']['name']} on {record['data'].get('label', record['data'].get('dataset'))} "
-            f"seed {config['seed']}")
+    config, metrics, labels = record["config"], record.get("metrics", {}), record_labels(record)
+    head = (f"{record['status']} {labels['model']} / {labels['optimizer']} / {labels['pruner']} on "
+            f"{record['data'].get('label', record['data'].get('dataset'))} seed {config['seed']}")
     if record["status"] == "diverged":
         result = f"non-finite loss at step {record['diverged_step']}"
     else:

@@ -26,6 +26,7 @@ from ..identity import run_identity
 from ..latency import UnstableLatencyWarning, compare_latency
 from ..models import ModelSpec
 from ..pruning import build_pruner
+from ..targets import custom_sources, label
 from .checkpoint import save_model
 from .loggers import Sinks
 from .loop import evaluate
@@ -50,6 +51,7 @@ def run(cfg: DictConfig, log=print) -> dict:
         return already_done(record_path, log)
     runs_dir = layout.runs_root(cfg)
     pruner = build_pruner(cfg.pruner)
+    sources = custom_sources(OmegaConf.to_container(cfg, resolve=True))  # the files the identity hashes
     stages = plan_stages(cfg, data.info, pruner)  # its schedule checked before anything is written
     created = Created()
     try:
@@ -57,7 +59,7 @@ def run(cfg: DictConfig, log=print) -> dict:
         with created.lock(layout.lock_path(run_dir)), note_failure(run_dir):
             if record_path.is_file():
                 return already_done(record_path, log)
-            return run_locked(cfg, data, device, pruner, stages, created, log)
+            return run_locked(cfg, data, device, pruner, stages, sources, created, log)
     except BaseException as error:
         problem = unwritable(error, runs_dir) if isinstance(error, OSError) else None
         # Bad input (a one-line error) or an interruption before anything was worth keeping
@@ -102,7 +104,7 @@ def already_done(record_path: Path, log) -> dict:
     return record
 
 
-def run_locked(cfg, data, device, pruner, stages: list[Stage], created: Created, log) -> dict:
+def run_locked(cfg, data, device, pruner, stages: list[Stage], sources: dict, created: Created, log) -> dict:
     started = time.perf_counter()
     runtime = Runtime.from_config(cfg.trainer, device)
     last = stages[-1]
@@ -119,7 +121,7 @@ def run_locked(cfg, data, device, pruner, stages: list[Stage], created: Created,
             plan = n_epochs(last.epochs)
         else:
             plan = "stages " + " -> ".join(f"{stage.name} ({n_epochs(stage.epochs) if stage.epochs else 'no training'})" for stage in stages)
-        log(f"run {run_dir}: {cfg.model.name} / {cfg.optimizer.name} / {cfg.pruner.name} on {data.info['label']} "
+        log(f"run {run_dir}: {label(cfg.model)} / {label(cfg.optimizer)} / {label(cfg.pruner)} on {data.info['label']} "
             f"({data.n_train} train images), {plan}, device {runtime.device}{' bf16' if runtime.bf16 else ''}")
         spec = ModelSpec.from_config(OmegaConf.to_container(cfg.model, resolve=True), data.num_classes)
         runner = StageRunner(spec, data, runtime, Augment.from_config(cfg.data), log, monitor)
@@ -131,7 +133,7 @@ def run_locked(cfg, data, device, pruner, stages: list[Stage], created: Created,
             metrics.update(pruner.finish(lambda candidate: evaluate(candidate, data, stage_runtime)))
             if cfg.pruner.name != "none":  # the pruner may have changed the weights after training
                 metrics.update(evaluate(final.model, data, stage_runtime))
-        record = build_record(cfg, data, runtime, results, pruner, metrics, run_id, run_dir, started)
+        record = build_record(cfg, data, runtime, results, pruner, metrics, run_id, run_dir, started, sources)
         if pruner.changes_shapes and record["status"] == "finished":
             record["latency"] = slimming_latency(cfg.latency, spec, final.model, final.runtime or runtime,
                                                  tuple(data.train_images.shape[1:]), monitor.detail)

@@ -1,4 +1,5 @@
-"""Model registry: `build_model(name, num_classes)`; one builder per family, depth as a parameter."""
+"""Model registry: `build_model(name, num_classes)`; one builder per family, depth as a parameter,
+and `custom`: any nn.Module class or factory named by import path (`model.target`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,28 @@ from functools import partial
 
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
+from ..targets import CUSTOM, check_arguments, resolve_callable
 from .cifar_resnet import cifar_resnet
 from .vgg import VGG
 from .wrn import WideResNet
+
+
+def custom_model(num_classes: int, target: str | None = None, kwargs: dict | None = None) -> nn.Module:
+    """`model=custom`: the class or factory `target` names, called as target(num_classes=...,
+    **kwargs); it must return an nn.Module."""
+    kwargs = dict(kwargs or {})
+    build = resolve_callable("model.target", target)
+    check_arguments("model", build, target, kwargs, ("num_classes",))
+    try:
+        model = build(num_classes=num_classes, **kwargs)
+    except Exception as error:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in {"num_classes": num_classes, **kwargs}.items())
+        raise ConfigError(f"model.target: {target}({arguments}) failed ({first_line(error)})") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model.target: {target} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
 
 MODELS = {
     **{f"resnet{depth}": partial(cifar_resnet, depth) for depth in (20, 32, 44, 56, 110, 152)},
@@ -20,6 +39,7 @@ MODELS = {
     "vgg16_bn_mlp": partial(VGG, 16, batch_norm=True, classifier="mlp_dropout_after"),
     "vgg19_bn": partial(VGG, 19, batch_norm=True, last_pool="avg"),
     "wrn28_10": partial(WideResNet, 28, 10),
+    CUSTOM: custom_model,
 }
 
 
@@ -47,6 +67,13 @@ class DropoutSection:
     dropout: float
 
 
+@dataclass
+class CustomSection:
+    name: str
+    target: str | None  # module:Name or module.Name
+    kwargs: dict  # passed to the target beside num_classes
+
+
 MODEL_SCHEMAS = {
     **{f"resnet{depth}": CifarResNetSection for depth in (20, 32, 44, 56, 110)},
     "resnet152": CifarResNet152Section,
@@ -56,6 +83,7 @@ MODEL_SCHEMAS = {
     "vgg16_bn_mlp": DropoutSection,
     "vgg19_bn": PlainSection,
     "wrn28_10": DropoutSection,
+    CUSTOM: CustomSection,
 }
 
 

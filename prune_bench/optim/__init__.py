@@ -1,4 +1,5 @@
-"""Optimizer registry. Each entry builds a torch.optim.Optimizer from its config section."""
+"""Optimizer registry. Each entry builds a torch.optim.Optimizer from its config section; `custom`
+builds any torch.optim.Optimizer subclass named by import path (`optimizer.target`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import Component, choice, in_range, positive
+from ..targets import CUSTOM, check_arguments, keyword_arguments, resolve_subclass
 from .grda import GRDA
 from .schedulers import SCHEDULERS, build_scheduler
 from .stochgradadam import MASKED_MOMENTS, StochGradAdam
@@ -84,6 +86,35 @@ def _check_grda(cfg) -> list[str]:
     return problems
 
 
+def _custom_class(cfg) -> type:
+    return resolve_subclass("optimizer.target", cfg.get("target"), torch.optim.Optimizer, "torch.optim.Optimizer")
+
+
+def _custom_arguments(cfg) -> dict:
+    """What a custom optimizer gets beside the parameters and the section's kwargs: lr, and
+    weight_decay unless it is null (not every optimizer has one)."""
+    arguments = {"lr": cfg.lr}
+    if cfg.get("weight_decay") is not None:
+        arguments["weight_decay"] = cfg.weight_decay
+    return arguments
+
+
+def _custom(params, cfg):
+    return _custom_class(cfg)(params, **_custom_arguments(cfg), **keyword_arguments(cfg))
+
+
+def _check_custom(cfg) -> list[str]:
+    problems = positive(cfg, "lr", "optimizer")
+    if cfg.get("weight_decay") is not None:
+        problems += in_range(cfg, "weight_decay", "optimizer", 0.0, float("inf"))
+    try:
+        check_arguments("optimizer", _custom_class(cfg), cfg.target, keyword_arguments(cfg),
+                        ("params", *_custom_arguments(cfg)))
+    except ConfigError as error:
+        problems.append(str(error))
+    return problems
+
+
 # Config sections: keys and types (values in conf/optimizer/<name>.yaml).
 @dataclass
 class SGDSection:
@@ -119,11 +150,21 @@ class GRDASection:
     mu: float
 
 
+@dataclass
+class CustomOptimizerSection:
+    name: str
+    target: str | None  # module:Name or module.Name of a torch.optim.Optimizer subclass
+    lr: float
+    weight_decay: float | None  # null: not passed
+    kwargs: dict  # passed to the optimizer beside params, lr and weight_decay
+
+
 OPTIMIZERS = {
     "sgd": Component(_sgd, _check_sgd, schema=SGDSection),
     "adam": Component(_adam, lambda cfg: _check_common(cfg) + _check_betas(cfg), schema=AdamSection),
     "sga": Component(_sga, _check_sga, schema=SGASection),
     "grda": Component(_grda, _check_grda, schema=GRDASection),
+    CUSTOM: Component(_custom, _check_custom, schema=CustomOptimizerSection),
 }
 
 

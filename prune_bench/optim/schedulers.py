@@ -1,4 +1,6 @@
-"""Learning-rate schedules, stepped once per iteration (a LambdaLR over the step count)."""
+"""Learning-rate schedules, stepped once per iteration (a LambdaLR over the step count). Each
+entry builds the lr factor of a step count; `custom` calls a function named by import path
+(`scheduler.target`) that builds it."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import ConfigError, first_line
 from ..registry import Component, choice, in_range
+from ..targets import CUSTOM, check_arguments, keyword_arguments, resolve_callable
 
 
 def _milestone_steps(cfg, steps_per_epoch: int, epochs: int) -> list[int]:
@@ -50,6 +54,31 @@ def grda_piecewise(cfg, steps_per_epoch: int, epochs: int):
         return cfg.final_factor
 
     return factor
+
+
+def custom(cfg, steps_per_epoch: int, epochs: int):
+    """`scheduler=custom`: target(steps_per_epoch=..., epochs=..., **kwargs) returns the lr factor
+    of a step count, as the schedules above do."""
+    make = resolve_callable("scheduler.target", cfg.get("target"))
+    return make(steps_per_epoch=steps_per_epoch, epochs=epochs, **keyword_arguments(cfg))
+
+
+def _check_custom(cfg) -> list[str]:
+    """The target takes steps_per_epoch, epochs and the kwargs, and what it returns gives a
+    number for step 0 (tried on a run of 2 epochs of 10 steps)."""
+    try:
+        make = resolve_callable("scheduler.target", cfg.get("target"))
+        check_arguments("scheduler", make, cfg.target, keyword_arguments(cfg), ("steps_per_epoch", "epochs"))
+    except ConfigError as error:
+        return [str(error)]
+    try:
+        factor = float(custom(cfg, 10, 2)(0))
+    except Exception as error:
+        return [f"scheduler.target: {cfg.target} must return a function of the step count giving the lr factor; "
+                f"for step 0 of a run of 2 epochs of 10 steps it failed ({first_line(error)})"]
+    if not math.isfinite(factor):
+        return [f"scheduler.target: {cfg.target} gives the lr factor {factor} at step 0; it must be a finite number"]
+    return []
 
 
 def _check_multistep(cfg) -> list[str]:
@@ -101,11 +130,19 @@ class GRDAPiecewiseSection:
     per_epoch: bool
 
 
+@dataclass
+class CustomSchedulerSection:
+    name: str
+    target: str | None  # module:Name or module.Name of a function (steps_per_epoch, epochs, **kwargs) -> factor(step)
+    kwargs: dict
+
+
 SCHEDULERS = {
     "constant": Component(constant, schema=ConstantSection),
     "multistep": Component(multistep, _check_multistep, schema=MultistepSection),
     "cosine": Component(cosine, schema=CosineSection),
     "grda_piecewise": Component(grda_piecewise, _check_grda, schema=GRDAPiecewiseSection),
+    CUSTOM: Component(custom, _check_custom, schema=CustomSchedulerSection),
 }
 
 

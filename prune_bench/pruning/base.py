@@ -11,6 +11,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..models import ModelSpec
+from ..targets import label
 
 
 @dataclass
@@ -116,7 +117,7 @@ def pretrain_stage(cfg: DictConfig) -> StageSpec:
     """The dense training a pruner that acts on a trained model starts from: the run's optimizer,
     scheduler, trainer and seed, shared by every run with that training (train once, prune many)."""
     return StageSpec("pretrain", "train", cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.seed, NoPruner,
-                     shared_as=f"{cfg.model.name}_{cfg.optimizer.name}")
+                     shared_as=f"{label(cfg.model)}_{label(cfg.optimizer)}")
 
 
 def stage_sections(cfg: DictConfig, section, **trainer) -> tuple[DictConfig, DictConfig, DictConfig]:

@@ -4,7 +4,8 @@ A table (conf/table/<name>.yaml, see results.py) turns records into samples and 
 cells. The rules here keep a cell honest:
 
 - One sample per seed. Records whose semantic configs (identity.semantic_config: the resolved
-  config minus execution details, plus the data fingerprint) are equal but for the seed keys
+  config minus execution details, plus the data fingerprint and the sha256 of a custom
+  component's source file) are equal but for the seed keys
   (SEED_KEYS) are different seeds of one setting. Records that also differ in the keys a table
   declares `merged` (runs that share one training by design, e.g. sga2024's pruner.sparsity)
   and have the same seed are one sample, merged column by column (the first non-empty value).
@@ -99,6 +100,8 @@ def semantic(record: dict, drop: tuple[str, ...] = ()) -> dict:
     data = record.get("data", {})
     flat.update({f"data_info.{key}": value for key, value in data_fingerprint(data).items()})
     flat["data_info.label"] = data.get("label")  # a table's cell key, whatever the fingerprint holds
+    for section, target in (record.get("targets") or {}).items():  # part of the run's identity
+        flat[f"sources.{section}"] = target.get("sha256")
     return flat
 
 

@@ -13,7 +13,9 @@ A table is described by conf/table/<name>.yaml:
     paper:                     # the paper's own setting (required with `published`):
       match: {data.label: cifar10-official, config.trainer.epochs: 160, ...}  # all must hold
       any: [{config.pruner.name: fggp, ...}, {config.pruner.name: gmp}]     # optional: one must hold
-    published: {columns: [acc]}                 # compare with results/published/<name>.csv
+    published: {columns: [acc]}                 # compare with results/published/<name>.csv (a user's
+                                                # table: published/<name>.csv in its config folder,
+                                                # or `file: path` relative to that folder)
     compare: {key: method, values: [fggp, gmp, magfirst], columns: [acc]}   # optional, see below
     plot: {kind: lines, x: {acc_p0: 0, ...}, xlabel: ..., ylabel: ...}   # or kind: scatter, x: col, y: col
                                # (all its keys: prune_bench/report/plots.py)
@@ -54,6 +56,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.shipped import published_dir
+from ..engine.record import record_labels
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..layout import record_paths
@@ -79,7 +82,9 @@ def upgrade_record(record: dict) -> dict:
     """A record as this version writes it. Records of earlier versions (0.1) kept a staged run's
     stages under pruner.stages, and a DPM record's flops_pct and speed-up were conv + linear
     MACs, with Torch-Pruning's counter (the paper's) as tp_ops_pct beside them: that one is the
-    paper's FLOPs now."""
+    paper's FLOPs now. Records before custom components (0.2) have no `labels`: their config's
+    names."""
+    record["labels"] = record_labels(record)
     pruner = record.get("pruner") or {}
     if "stages" not in record and isinstance(pruner.get("stages"), dict):
         record["stages"] = pruner["stages"]
@@ -141,9 +146,10 @@ def records_frame(spec: dict, records: list[dict], name: str = "table") -> pd.Da
 
 
 def load_published(name: str, spec: dict) -> pd.DataFrame | None:
+    """The published numbers: `published.file`, else results/published/<name>.csv."""
     if not spec.get("published"):
         return None
-    path = published_dir() / f"{name}.csv"
+    path = Path(spec["published"].get("file") or published_dir() / f"{name}.csv")
     if not path.is_file():
         raise ConfigError(f"table: {name} compares with published numbers but {path} is missing")
     published = pd.read_csv(path)

@@ -20,6 +20,7 @@ from omegaconf import open_dict
 from ..config.hydra_private import launch_jobs
 from ..config.resolvers import cuda_count
 from ..config.shipped import conf_dir
+from ..config.user import search_path_overrides
 from ..engine.run import run
 from .devices import DevicePool, pool_devices
 
@@ -51,7 +52,7 @@ def task(cfg, log=print) -> dict:
 
 def launch(jobs: Sequence[Sequence[str]], overrides: Sequence[str], task_function=None) -> list:
     """Run `jobs` (override lists) through the launcher that `overrides` (Hydra's and the ones
-    every job shares) select. Returns Hydra's JobReturn per job. A job that raises is marked
+    every job shares) select, the user's config folders on the search path. Returns Hydra's JobReturn per job. A job that raises is marked
     failed and the others go on (basic and joblib launchers); a scheduler's error about a job
     it lost (submitit) propagates."""
-    return launch_jobs(str(conf_dir()), jobs, overrides, task_function or task)
+    return launch_jobs(str(conf_dir()), jobs, [*search_path_overrides(), *overrides], task_function or task)

@@ -38,6 +38,7 @@ from ..engine.runtime import Runtime, resolve_device, resolve_precision
 from ..models import ModelSpec
 from ..optim import build_optimizer, build_scheduler
 from ..pruning import NoPruner, TrainContext
+from ..targets import label
 
 WARMUP_STEPS = 3  # steps before the clock starts (allocations, kernel choices, caches)
 MIN_STEPS = 5  # steps timed at least ...
@@ -140,8 +141,8 @@ def run_probe(cfg: DictConfig) -> Probe:
         save_checkpoint(Path(folder) / "probe.pt", training, state, "probe", None)
         seconds_per_checkpoint = time.perf_counter() - clock
     precision = resolve_precision(cfg.trainer.precision, device)
-    label = f"{cfg.model.name} at batch {batch_size} on {device} {precision}"
-    return Probe(label, seconds_per_step, seconds_per_test_image, seconds_per_checkpoint, fixed, len(durations),
+    what = f"{label(cfg.model)} at batch {batch_size} on {device} {precision}"
+    return Probe(what, seconds_per_step, seconds_per_test_image, seconds_per_checkpoint, fixed, len(durations),
                  time.perf_counter() - started)
 
 

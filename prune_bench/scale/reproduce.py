@@ -7,7 +7,8 @@ command line has the last word. Every cell is composed and validated before anyt
 cells without a finished record go to the launcher the command line selects (hydra/launcher=...);
 an interrupted run resumes from its checkpoint; then the table and the plot are written. A cell
 that fails leaves its reason in its run directory, the others go on, and the command ends
-non-zero naming it. Adding a paper is one yaml file here (and its table in conf/table/).
+non-zero naming it. Adding a paper is one yaml file here (and its table in conf/table/); a
+user's grid is the same file in their config folder's reproduce/ (config/user.py).
 """
 
 from __future__ import annotations

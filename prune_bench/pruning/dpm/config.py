@@ -3,15 +3,22 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
+from ...errors import ConfigError, first_line
 from ...models.cifar_resnet import ZeroPadShortcut
 from ...optim import SCHEDULERS
 from ...registry import boolean, choice, in_range, integer, number, positive
-from .hosts import CRITERIA, HOSTS_ALLOWED
+from ...targets import CUSTOM, label
+from .groups import classifier
+from .hosts import CRITERIA, HOSTS_ALLOWED, build_host
+from .zig import build_zigs
 
 DECAYS = ("none", "sp", "sp+sr")
 SP_SCHEDULES = ("linear", "cosine")
@@ -150,12 +157,44 @@ def check_otov2(cfg) -> list[str]:
 
 def check_dpm_model(cfg, model: nn.Module) -> list[str]:
     """Checks that need the model (built on the meta device): Torch-Pruning cannot prune the
-    residual channels of a zero-pad (shortcut A) ResNet, and bnscale needs BatchNorm layers."""
+    residual channels of a zero-pad (shortcut A) ResNet, bnscale needs BatchNorm layers, and the
+    classifier (whose outputs are never pruned) is the last linear layer. A custom model is
+    also traced: the host builds and scores its channel groups (host_problem)."""
     problems = []
     if any(isinstance(m, ZeroPadShortcut) for m in model.modules()):
         problems.append(f"model.shortcut: '{cfg.model.get('shortcut')}' (zero-pad) leaves the residual channels "
                         "unprunable by Torch-Pruning; pruner=dpm needs model.shortcut=B")
     if cfg.pruner.host == "bnscale" and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        problems.append(f"pruner.host: bnscale needs BatchNorm layers and {cfg.model.name} has none; use depgraph")
+        problems.append(f"pruner.host: bnscale needs BatchNorm layers and {label(cfg.model)} has none; use depgraph")
+    try:
+        classifier(model)
+    except ConfigError as error:
+        problems.append(f"{error}; {label(cfg.model)} has no nn.Linear")
+    if not problems and cfg.model.name == CUSTOM:
+        problems += host_problem(cfg, model)
     return problems
 
+
+def host_problem(cfg, model: nn.Module) -> list[str]:
+    """The host attached to a zero-filled CPU copy of the meta-device model: a model Torch-Pruning
+    cannot trace, a layer coupled to channels that dpm cannot slice, or a group the host cannot
+    score is one line before any training (Torch-Pruning's own warnings are not shown)."""
+    traced = copy.deepcopy(model).to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*traced.parameters(), *traced.buffers()]:
+            tensor.zero_()
+    example = torch.zeros(1, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if cfg.pruner.host == "otov2":  # its groups come with its optimizer: the zero-invariant groups
+                build_zigs(traced, example)
+            else:
+                importance = cfg.pruner.importance
+                build_host(cfg.pruner.host, importance.group_reduction, importance.criterion).attach(traced, example)
+        except ConfigError as error:
+            return [str(error)]
+        except Exception as error:
+            return [f"pruner.host: {cfg.pruner.host} cannot build the channel groups of {label(cfg.model)} "
+                    f"(Torch-Pruning: {first_line(error)})"]
+    return []

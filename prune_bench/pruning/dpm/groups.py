@@ -96,7 +96,7 @@ class ChannelGroup:
         for item in tp_group:
             module, handler = item.dep.target.module, item.dep.handler
             if handler not in SLICED:
-                if _has_parameters(module):
+                if _has_parameters(module) or isinstance(module, nn.Parameter):  # a bare parameter too
                     raise ConfigError(f"pruner: layer {module_names.get(module)} ({type(module).__name__}) "
                                       f"is coupled to channels of {name} but dpm supports only conv, linear and BatchNorm layers")
                 continue
@@ -165,7 +165,8 @@ class ChannelGroup:
 def collect_groups(graph, model: nn.Module, ignored_layers: list[nn.Module]) -> dict[str, ChannelGroup]:
     """Every prunable channel group of `model` (conv and linear roots; the layers in
     `ignored_layers` keep their outputs), by root layer name, in Torch-Pruning's order."""
-    names = {module: name for name, module in model.named_modules()}
+    names = {**{module: name for name, module in model.named_modules()},
+             **{param: name for name, param in model.named_parameters()}}  # Torch-Pruning's unwrapped parameters
     groups = {}
     for tp_group in graph.get_all_groups(ignored_layers=ignored_layers, root_module_types=[nn.Conv2d, nn.Linear]):
         group = ChannelGroup(names[tp_group[0].dep.target.module], tp_group, names)

@@ -54,6 +54,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...errors import ConfigError, PruneBenchError
 from ...metrics import MacCounter, count_params_macs
+from ...targets import label
 from ..base import Pruner, StageSpec, TrainContext, pretrain_stage, stage_sections
 from .groups import slice_optimizer_state
 from .hosts import Count, SparseLearning, build_host, example_input
@@ -121,7 +122,7 @@ class DPMPruner(Pruner):
             optimizer, scheduler, trainer = stage_sections(cfg, section)
             key = {"host": cfg.pruner.host, "sparse": OmegaConf.to_container(section, resolve=True)}
             stages.append(StageSpec("sparse", "sparse", optimizer, scheduler, trainer, cfg.seed + 1, self.sparse_hooks,
-                                    shared_as=f"{cfg.model.name}_{cfg.pruner.host}-sparse", key=key))
+                                    shared_as=f"{label(cfg.model)}_{cfg.pruner.host}-sparse", key=key))
         optimizer, scheduler, trainer = stage_sections(cfg, cfg.pruner.finetune)
         name = "prune" if self.otov2 else "finetune"
         stages.append(StageSpec(name, "prune", optimizer, scheduler, trainer, cfg.seed + 2, lambda: self))
