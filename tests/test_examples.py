@@ -54,6 +54,9 @@ def test_the_table_lists_the_examples_pruner_beside_gmp_and_fggp(reproduced):
     assert (table["model"] == "TinyNet").all() and (table["n"] == 1).all()
     assert table["achieved"].round(1).tolist() == (table["sparsity"] * 100).round(1).tolist()
     assert (work / "results" / "mymethod.png").stat().st_size > 0 and "all 6 runs finished" in printed
+    claims = pd.read_csv(work / "results" / "mymethod.claims.csv")  # the user's claim, decided as ours
+    assert list(claims["claim"]) == ["gmp_beats_random"] * 2
+    assert list(claims["verdict"]) == ["not resolved at n = 1"] * 2
     runs = {path.name.split("-")[0] for path in (work / "runs").iterdir() if not path.name.startswith(".")}
     assert runs == {"TinyNet_sgd_RandomPruner", "TinyNet_sgd_fggp", "TinyNet_sgd_gmp"}
 

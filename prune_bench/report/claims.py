@@ -157,8 +157,9 @@ def selection_problems(claim: dict, spec: dict, where: str) -> list[str]:
         both = {key_text(v) for v in allowed(claim["a"][key])} & {key_text(v) for v in allowed(claim["b"][key])}
         if both:
             problems.append(f"{where}: a and b both allow {key}={', '.join(sorted(both))}")
-        if not spec["rows"][key].startswith("config."):
-            problems.append(f"{where}: the compared key {key} is {spec['rows'][key]}, not a config key (config....)")
+        if not spec["rows"][key].startswith(("config.", "labels.")):
+            problems.append(f"{where}: the compared key {key} is {spec['rows'][key]}, not a config key (config....) "
+                            "or a component's label (labels....)")
     return problems
 
 
@@ -297,6 +298,16 @@ def line_of(claim: dict, a: Row | None, b: Row | None, spec: dict, table: str) -
                 verdict([test] + ([condition_test] if condition_test else [])))
 
 
+def config_keys(source: str) -> list[str]:
+    """The semantic config keys a compared row key stands for: config.X is X; labels.S (a
+    component's label, e.g. labels.pruner for a user's pruner) is the component S itself: its
+    name, its target and its source file's digest (report/cells.semantic)."""
+    if source.startswith("labels."):
+        section = source.removeprefix("labels.")
+        return [f"{section}.name", f"{section}.target", f"sources.{section}"]
+    return [source.removeprefix("config.")]
+
+
 def side_text(selection: dict, compared: list[str]) -> str:
     return " ".join("/".join(key_text(v) for v in allowed(selection[key])) for key in compared)
 
@@ -308,7 +319,7 @@ def decide_claims(spec: dict, samples: pd.DataFrame, table: str) -> list[Line]:
     rows = table_rows(samples, list(spec["rows"]))
     lines = []
     for claim in spec.get("claims") or []:
-        compared = [spec["rows"][key].removeprefix("config.") for key in compared_keys(claim)]  # config keys
+        compared = [config_key for key in compared_keys(claim) for config_key in config_keys(spec["rows"][key])]
         side_a = [row for row in rows if selected(row, claim["a"])]
         side_b = [row for row in rows if selected(row, claim["b"])]
         pairs = [(a, b) for a in side_a for b in side_b if comparable(a, b, compared)]
