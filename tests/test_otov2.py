@@ -367,8 +367,16 @@ def test_state_dict_round_trip_mid_run_continues_bitwise():
     assert optimizer.zero_count() < optimizer.target_zero_count
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
-    for _ in range(25):
+    # on to the target, then 10 steps past it: how long the projections take depends on the
+    # training (10 steps at this seed, 7 to 29 over seeds 0-7), so the count is taken, not fixed
+    steps = 0
+    while optimizer.zero_count() < optimizer.target_zero_count:
         train_step(model, optimizer, images, labels)
+        steps += 1
+        assert optimizer.step_count < 100
+    for _ in range(10):
+        train_step(model, optimizer, images, labels)
+    steps += 10
     assert optimizer.zero_count() == optimizer.target_zero_count
 
     buffer.seek(0)
@@ -378,7 +386,7 @@ def test_state_dict_round_trip_mid_run_continues_bitwise():
     zigs = build_zigs(resumed, torch.zeros(1, 3, 8, 8))
     fresh = DHSPG(resumed.parameters(), zigs, **{**TRAIN, "overflow": "random", "seed": 99})
     fresh.load_state_dict(saved["optimizer"])
-    for _ in range(25):
+    for _ in range(steps):
         train_step(resumed, fresh, images, labels)
     for (name, p), q in zip(resumed.named_parameters(), model.parameters()):
         assert torch.equal(p, q), name
