@@ -45,6 +45,9 @@ CACHE_VARIABLES = {  # variable -> its folder under the session's folder
 }
 # the user's own folders for prune-bench: tests use their defaults, under the session's HOME
 USER_FOLDERS = ("PRUNE_BENCH_DATA", "PRUNE_BENCH_CACHE", "PRUNE_BENCH_DEVICE_LOCKS")
+# set when the tests run inside a SLURM job (salloc, srun): a run would name that job where the
+# tests expect `status` to name its process (engine/progress.py, slurm_job)
+SLURM_JOB_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
 IMPORT_TIME_WRITERS = ("matplotlib", "wandb", "onnxruntime")
 
 
@@ -66,7 +69,7 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(f"{', '.join(imported)} imported before the tests' HOME was set (conftest.py)")
     SESSION_FOLDER = Path(tempfile.mkdtemp(prefix="prune-bench-tests-"))
     os.environ.update(isolated_environment(SESSION_FOLDER))
-    for name in USER_FOLDERS:
+    for name in (*USER_FOLDERS, *SLURM_JOB_VARIABLES):
         os.environ.pop(name, None)
 
 

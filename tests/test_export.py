@@ -66,7 +66,8 @@ def test_the_cli_writes_every_format_and_the_manifest_and_says_how_each_was_chec
     assert result.returncode == 0, result.stderr
     assert everything_under(out) == sorted([*FILES.values(), "export.json"])  # no temporary folder left
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("exported resnet20 (slimmed, 0.2") and str(run_dir) in lines[0]
+    params = json.loads((run_dir / "record.json").read_text())["params"]  # how many the training left
+    assert lines[0] == f"exported resnet20 (slimmed, {params / 1e6:.2f}M params) from {run_dir}"
     for name, file in FILES.items():
         line = next(line for line in lines if line.strip().startswith(name + " "))
         assert str(out / file) in line and "at batch 1 and 7: max |logit diff|" in line and "tolerance" in line

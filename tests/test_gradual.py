@@ -336,13 +336,20 @@ def test_gmp_layer_scope_refuses_an_erk_start_sparser_than_the_target_in_some_la
 
 
 def test_gmp_global_scope_leaves_layers_uneven():
+    """One ranking over all prunable weights: the layer of smaller weights loses more. The
+    linear layer's weights start at twice their default scale (|w| up to 0.25, the conv's up to
+    0.12), so 80% overall takes about 98% of the conv and 47% of the linear at the start; 60
+    training steps move that by a few points (94-97% and 49-55% over seeds 0-9). With both
+    layers at their default scale the two lie within 1-3 points of 80%, a gap that depends on
+    the seed (seed 7: 0.3 points)."""
     torch.manual_seed(0)
     model = small_net()
+    with torch.no_grad():
+        model[7].weight.mul_(2.0)
     pruner, optimizer = start_pruner("gmp", model, 60, sparsity=0.8, interval=10, t_end=50)
     train_steps(model, optimizer, pruner, 0, 60)
     per_layer = pruner.report()["per_layer"]
-    sizes = {n: p.numel() for n, p in pruner.prunable.items()}
-    assert all(abs(per_layer[n] - math.floor(0.8 * sizes[n]) / sizes[n]) > 0.01 for n in sizes)  # ranked across layers
+    assert per_layer["3.weight"] > 0.85 and per_layer["7.weight"] < 0.7  # ranked across layers, not 80% each
     assert pruner.report()["achieved"] == pytest.approx(0.8, abs=1 / pruner.n_total)
 
 

@@ -322,18 +322,25 @@ def test_target_group_sparsity_is_reached_exactly_and_never_overshot(overflow):
     model, zigs, optimizer = tiny_run(overflow=overflow)
     images, labels = toy_data()
     assert optimizer.target_zero_count == 8 and len(optimizer.redundant_groups()) == 0
-    counts, zeroed_at = [], {}
-    for step in range(60):
+    counts, zeroed = [], set()
+
+    def step_and_check():
         train_step(model, optimizer, images, labels)
         counts.append(optimizer.zero_count())
-        for zig in optimizer.last_selected():
-            zeroed_at[zig] = step
-        # zero groups stay exactly zero, weights and momentum
-        for zig in zeroed_at:
+        zeroed.update(optimizer.last_selected())
+        for zig in zeroed:  # zero groups stay exactly zero, weights and momentum
             for tensor, _, rows in zigs.variables(zig):
                 assert torch.equal(tensor[rows], torch.zeros_like(tensor[rows]))
                 momentum = optimizer.state[tensor]["momentum_buffer"]
                 assert torch.equal(momentum[rows], torch.zeros_like(momentum[rows]))
+
+    # the step the target is met at depends on the training (26 to 92 over seeds 0-29; 28
+    # here), so the loop runs until it is met (or overshot), then 10 steps past it
+    while optimizer.zero_count() < optimizer.target_zero_count:
+        step_and_check()
+        assert optimizer.step_count < 200
+    for _ in range(10):
+        step_and_check()
     assert len(optimizer.redundant_groups()) == int(16 * 0.8)  # K = int(n (s + tol))
     assert max(counts) <= 8 and counts[-1] == 8
     assert counts == sorted(counts)
@@ -367,8 +374,16 @@ def test_state_dict_round_trip_mid_run_continues_bitwise():
     assert optimizer.zero_count() < optimizer.target_zero_count
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
-    for _ in range(25):
+    # on to the target, then 10 steps past it: how long the projections take depends on the
+    # training (10 steps at this seed, 7 to 29 over seeds 0-7), so the count is taken, not fixed
+    steps = 0
+    while optimizer.zero_count() < optimizer.target_zero_count:
         train_step(model, optimizer, images, labels)
+        steps += 1
+        assert optimizer.step_count < 100
+    for _ in range(10):
+        train_step(model, optimizer, images, labels)
+    steps += 10
     assert optimizer.zero_count() == optimizer.target_zero_count
 
     buffer.seek(0)
@@ -378,7 +393,7 @@ def test_state_dict_round_trip_mid_run_continues_bitwise():
     zigs = build_zigs(resumed, torch.zeros(1, 3, 8, 8))
     fresh = DHSPG(resumed.parameters(), zigs, **{**TRAIN, "overflow": "random", "seed": 99})
     fresh.load_state_dict(saved["optimizer"])
-    for _ in range(25):
+    for _ in range(steps):
         train_step(resumed, fresh, images, labels)
     for (name, p), q in zip(resumed.named_parameters(), model.parameters()):
         assert torch.equal(p, q), name
