@@ -71,6 +71,11 @@ def pytest_configure(config) -> None:
     os.environ.update(isolated_environment(SESSION_FOLDER))
     for name in (*USER_FOLDERS, *SLURM_JOB_VARIABLES):
         os.environ.pop(name, None)
+    # One thread per test process and per CLI it starts (they inherit the variable): the tests'
+    # tensors are tiny, and the suite's workers (pytest-xdist, one per core) share the cores; two
+    # threads each made a piped DPM run take 195 s instead of 16 s. A test about threads sets its own.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def pytest_unconfigure(config) -> None:
