@@ -74,7 +74,10 @@ def pytest_configure(config) -> None:
     # One thread per test process and per CLI it starts (they inherit the variable): the tests'
     # tensors are tiny, and the suite's workers (pytest-xdist, one per core) share the cores; two
     # threads each made a piped DPM run take 195 s instead of 16 s. A test about threads sets its own.
+    # A test of threads starts its process with more, on cores the other workers use: OpenMP's
+    # spinning threads then slow it threefold (a two-thread tiny DPM run: 38 s, passive 11 s).
     os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     torch.set_num_threads(1)
 
 
