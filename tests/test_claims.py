@@ -151,6 +151,27 @@ def test_seeds_pair_the_sides_and_disjoint_seeds_do_not():
     assert unpaired.verdict == "not resolved at n = 3" and not unpaired.test.interval.paired
 
 
+def test_keys_that_come_with_the_compared_value_do_not_keep_rows_apart_other_one_sided_keys_do():
+    """Comparing pruner.decay: the keys only sp+sr has (Self-Rectifying's) belong to the compared
+    value; a key only one side has elsewhere (model.width) is a difference of its own."""
+    spec = {"title": "demo", "rows": {"decay": "config.pruner.decay"}, "columns": {"acc": "metrics.test_acc"},
+            "claims": [{"name": "sr", "says": "sr helps.", "cite": "nowhere", "column": "acc",
+                        "a": {"decay": "sp+sr"}, "b": {"decay": "sp"}, "relation": "greater"}]}
+
+    def run(decay, seed, acc, **extra):
+        pruner = {"name": "dpm", "decay": decay, **({"sr_rate_baseline": "decay"} if decay == "sp+sr" else {})}
+        return {"status": "finished", "config": {"model": {"name": "m", **extra}, "pruner": pruner, "seed": seed,
+                                                 "trainer": {"epochs": 10}, "data": {}},
+                "data": {"label": "demo-data"}, "metrics": {"test_acc": acc}}
+
+    records = [run("sp+sr", s, 50.0 + s) for s in (1, 2, 3)] + [run("sp", s, 49.0 + s) for s in (1, 2, 3)]
+    line = only(claims.decide_claims(spec, results.records_frame(spec, records), "demo"))
+    assert line.test.interval.paired and line.verdict == "holds"
+    wider = [run("sp+sr", s, 50.0 + s, width=2) for s in (1, 2, 3)] + [run("sp", s, 49.0 + s) for s in (1, 2, 3)]
+    apart = claims.decide_claims(spec, results.records_frame(spec, wider), "demo")
+    assert len(apart) == 2 and all(line.verdict == "not resolved at n = 0" for line in apart)
+
+
 def test_one_seed_gives_no_interval_and_says_n_is_one():
     line = only(decided(side("x", [60.0], seeds=(1,)) + side("y", [30.0], seeds=(1,))))
     assert line.verdict == "not resolved at n = 1" and line.test.interval is None

@@ -217,9 +217,10 @@ def selected(row: Row, selection: dict) -> bool:
 
 
 def comparable(a: Row, b: Row, compared: list[str]) -> bool:
-    """The two configs agree in every key but the compared ones; keys of a compared component
-    (`optimizer.name` compared: `optimizer.*`) that only one side has are not compared."""
-    components = tuple(key.removesuffix("name") for key in compared if key.endswith(".name"))
+    """The two configs agree in every key but the compared ones; keys of the compared key's section
+    that only one side has are not compared: they come with the compared value (`optimizer.name`
+    compared: StochGradAdam's `optimizer.rate`; `pruner.decay`: the keys of Self-Rectifying)."""
+    components = tuple(key.rsplit(".", 1)[0] + "." for key in compared if "." in key)
     for key in a.config.keys() | b.config.keys():
         if key in compared:
             continue
