@@ -6,6 +6,7 @@ import pwd
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,15 @@ def test_a_run_with_every_logger_leaves_home_empty_and_the_source_tree_unchanged
     assert result.returncode == 0, result.stderr
     (record,) = (tmp_path / "runs").glob("*/record.json")
     assert {"wandb", "tensorboard", "metrics.csv"} <= {path.name for path in record.parent.iterdir()}
+
+    def written() -> list[Path]:
+        return [path for name in CACHE_VARIABLES for path in Path(env[name]).rglob("*") if path.is_file()]
+
+    # wandb's service process writes its logs (into WANDB_CACHE_DIR) as it winds down, which may
+    # be a moment after the run has exited on a busy machine: wait for them, then look at HOME
+    deadline = time.monotonic() + 30
+    while not written() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert written()  # the tools wrote, where they were told
     assert everything_under(Path(env["HOME"])) == []
-    written = [path for name in CACHE_VARIABLES for path in Path(env[name]).rglob("*") if path.is_file()]
-    assert written  # the tools wrote, where they were told
     assert source_tree_state() == before
