@@ -19,6 +19,7 @@ TINY = ["gpu", "--models", "resnet20", "--train-images", "200", "--test-images",
         "--epoch-steps", "2", "--pack", "1,2", "--workers", "0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device, modes", [
     ("cpu", "auto"),
     pytest.param("cuda", "fp32,bf16_cl,reduce_overhead", marks=[pytest.mark.cuda, CUDA]),

@@ -46,6 +46,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, message", BAD_INPUTS, ids=[" ".join(e) for e, _ in BAD_INPUTS])
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, bad_data, extra, message):
     extra = [e.replace("{bad}", str(bad_data)) for e in extra]
@@ -58,6 +59,7 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, bad_data, extra, mess
     assert not list((tmp_path / "runs").glob("*/record.json")) and not list((tmp_path / "runs").glob("*/checkpoint.pt"))
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_of_a_local_copy(tmp_path):
     import tarfile
 
@@ -75,6 +77,7 @@ def test_checksum_mismatch_of_a_local_copy(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_run_then_rerun_then_table(tmp_path):
     first = run_cli(tiny(tmp_path), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -97,6 +100,7 @@ def test_list_shows_experiments_and_tables(tmp_path):
     assert "smoke" in result.stdout and "baselines" in result.stdout
 
 
+@pytest.mark.slow
 def test_unknown_command_and_table(tmp_path):
     result = run_cli(["frobnicate"], cwd=tmp_path)
     assert result.returncode == 2 and "unknown command 'frobnicate'" in result.stderr
@@ -131,6 +135,7 @@ def test_the_wheel_ships_the_config_tree_and_published_numbers(tmp_path):
             "prune_bench/conf/table/baselines.yaml", "prune_bench/published/baselines.csv"} <= names
 
 
+@pytest.mark.slow
 def test_a_sweep_is_validated_before_any_job_trains(tmp_path):
     # the bad value is in the last job: nothing may train, every bad job is named on its own line
     result = run_cli(tiny(tmp_path, "-m", "seed=1,2", "optimizer.lr=0.1,0"), cwd=tmp_path)
@@ -143,6 +148,7 @@ def test_a_sweep_is_validated_before_any_job_trains(tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/*"))
 
 
+@pytest.mark.slow
 def test_a_sweep_checks_every_pruning_schedule_against_its_data_before_any_job_trains(tmp_path):
     # the first job is fine; the second's interval outlasts its run, which only its data size shows
     result = run_cli(tiny(tmp_path, "-m", "pruner=gmp", "pruner.events=2,null"), cwd=tmp_path)
@@ -153,6 +159,7 @@ def test_a_sweep_checks_every_pruning_schedule_against_its_data_before_any_job_t
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_runs_folder_under_home_given_with_a_tilde_holds_the_sweep(tmp_path, monkeypatch):
     home, elsewhere = tmp_path / "home", tmp_path / "cwd"
     home.mkdir(), elsewhere.mkdir()

@@ -53,6 +53,7 @@ def everything_under(folder: Path) -> list[str]:
 # ----------------------------------------------------------------------------- typed config (8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, messages", [
     (["data.augment=no", "optimizer.nesterov=maybe", "+trainer.epoch=3"],  # found by the schema
      ["data.augment: must be true or false, got 'no'", "optimizer.nesterov: must be true or false, got 'maybe'",
@@ -148,6 +149,7 @@ def test_a_bad_model_option_leaves_no_run_folder(tmp_path):
     assert everything_under(tmp_path / "runs") == []
 
 
+@pytest.mark.slow
 def test_a_pruner_that_fails_to_start_leaves_nothing_behind(tmp_path):
     # t_start = the whole run (2 steps) comes after t_end = step 1: found when the pruner starts,
     # i.e. after the run folder was made. What was there before stays (see also test_workspace.py).
@@ -170,12 +172,14 @@ def finished(tmp_path_factory):
     return folder, args
 
 
+@pytest.mark.slow
 def test_a_runs_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     line = error_line(run_cli(tiny(tmp_path, f"paths.runs_dir={tmp_path / 'file' / 'runs'}"), cwd=tmp_path))
     assert line.startswith(f"paths.runs_dir: cannot write in {tmp_path / 'file' / 'runs'}")
 
 
+@pytest.mark.slow
 def test_a_results_folder_that_cannot_be_made_is_one_line(tmp_path, finished):
     folder, _ = finished
     (tmp_path / "file").write_text("not a folder")
@@ -228,6 +232,7 @@ def read_only(tmp_path):
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+@pytest.mark.slow
 def test_a_finished_run_in_a_read_only_runs_folder_is_reported(finished, read_only):
     folder, args = finished
     read_only(folder / "runs")
@@ -236,6 +241,7 @@ def test_a_finished_run_in_a_read_only_runs_folder_is_reported(finished, read_on
     assert "already done: finished" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_new_run_in_a_read_only_runs_folder_is_one_line(finished, read_only):
     folder, args = finished
     read_only(folder / "runs")
@@ -244,6 +250,7 @@ def test_a_new_run_in_a_read_only_runs_folder_is_one_line(finished, read_only):
     assert "Permission denied" in line
 
 
+@pytest.mark.slow
 def test_a_sweep_in_a_read_only_runs_folder_is_one_line(finished, read_only):
     # Hydra writes the sweep's multirun.yaml under the runs folder before any job runs
     folder, args = finished
@@ -253,6 +260,7 @@ def test_a_sweep_in_a_read_only_runs_folder_is_one_line(finished, read_only):
                     "set paths.runs_dir to a writable folder")
 
 
+@pytest.mark.slow
 def test_a_read_only_results_folder_is_one_line(tmp_path, finished, read_only):
     folder, _ = finished
     (tmp_path / "results").mkdir()
@@ -307,6 +315,7 @@ def left_on_disk(result: subprocess.CompletedProcess) -> list[str]:
     return [line.removeprefix("./") for line in result.stdout.split(LEFT, 1)[1].split()]
 
 
+@pytest.mark.slow
 def test_a_new_run_in_a_read_only_mounted_runs_folder_with_locks_is_one_line(finished, mounts):
     folder, args = finished
     runs = folder / "runs"
@@ -318,6 +327,7 @@ def test_a_new_run_in_a_read_only_mounted_runs_folder_with_locks_is_one_line(fin
     assert everything_under(runs) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runs_exists", [False, True], ids=["runs folder to make", "empty runs folder"])
 def test_a_new_run_on_a_read_only_mount_without_locks_is_one_line(tmp_path, mounts, runs_exists):
     (tmp_path / "mount" / "runs" if runs_exists else tmp_path / "mount").mkdir(parents=True)
@@ -333,6 +343,7 @@ def test_a_new_run_on_a_read_only_mount_without_locks_is_one_line(tmp_path, moun
 FULL = "free some space there or set paths.runs_dir to a folder with room"
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_run_is_one_line_and_leaves_nothing(tmp_path, mounts):
     # 1 MiB: the run's config and progress fit, its first checkpoint (2 MB) does not
     disk = tmp_path / "disk"
@@ -345,6 +356,7 @@ def test_a_disk_that_fills_during_a_run_is_one_line_and_leaves_nothing(tmp_path,
     assert left_on_disk(result) == []
 
 
+@pytest.mark.slow
 def test_a_full_disk_with_a_runs_folder_is_one_line_and_keeps_what_was_there(tmp_path, mounts):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -405,6 +417,7 @@ def slow(tmp_path, *extra):
     return tiny(tmp_path, "data.synthetic.train_size=400", *extra)
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_and_leaves_nothing(tmp_path):
     result = interrupted_when("runs/*/progress.json", slow(tmp_path, "trainer.epochs=3"), tmp_path)
     assert interruption_line(result) == ("interrupted before the first checkpoint; nothing was saved; "
@@ -412,6 +425,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_and_leaves_no
     assert everything_under(tmp_path / "runs") == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_after_a_checkpoint_names_its_epoch_and_the_same_command_resumes_from_it(tmp_path):
     args = slow(tmp_path, "trainer.epochs=3")
     result = interrupted_when("runs/*/checkpoint.pt", args, tmp_path)
@@ -420,6 +434,7 @@ def test_ctrl_c_after_a_checkpoint_names_its_epoch_and_the_same_command_resumes_
     assert again.returncode == 0 and "after epoch 1 of 3" in again.stdout, again.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_run_of_several_stages_names_the_stage(tmp_path):
     args = slow(tmp_path, "pruner=magnitude", "pruner.sparsity=0.5", "trainer.epochs=2", "pruner.finetune_epochs=2")
     result = interrupted_when("runs/.trained/*/checkpoint.pt", args, tmp_path)
@@ -434,6 +449,7 @@ def test_ctrl_c_in_a_run_of_several_stages_names_the_stage(tmp_path):
         ".trained", f".trained/{shared.name}", f".trained/{shared.name}/trained.pt"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_reproduce_counts_the_finished_runs_and_names_the_interrupted_one(tmp_path):
     args = ["reproduce", "smoke", "--seeds", "1", "data.synthetic.train_size=200", "data.synthetic.test_size=50",
             "trainer.batch_size=50", "trainer.progress=none", f"paths.runs_dir={tmp_path / 'runs'}",
@@ -445,6 +461,7 @@ def test_ctrl_c_during_reproduce_counts_the_finished_runs_and_names_the_interrup
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_sweep_counts_the_finished_runs_and_names_the_interrupted_one(tmp_path):
     run, *overrides = slow(tmp_path, "trainer.epochs=2")
     result = interrupted_when("runs/*/progress.json", [run, "-m", *overrides, "seed=1,2"], tmp_path, count=2)
@@ -491,6 +508,7 @@ def test_a_file_that_is_no_archive_is_named_whole(tmp_path):
                                  "(not a tar file, plain or compressed with gzip, bzip2 or xz)")
 
 
+@pytest.mark.slow
 def test_plot_of_an_unknown_table_says_plot(tmp_path):
     (tmp_path / "runs").mkdir()
     line = error_line(run_cli(["plot", "nonexistent", "--runs", str(tmp_path / "runs")], cwd=tmp_path))

@@ -193,6 +193,7 @@ def test_masked_weights_stay_exactly_zero_through_steps(device):
     assert report["achieved"] == pytest.approx(0.8, abs=1 / pruner.n_total)
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_and_ends_where_an_uninterrupted_one_ends(device, tmp_path, monkeypatch):
     """With trainer.deterministic (deterministic cuDNN/cuBLAS kernels) the resumed run must end
     bit for bit where the uninterrupted one ends, StochGradAdam's CUDA mask stream included."""

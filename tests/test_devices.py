@@ -45,6 +45,7 @@ def _safe(*args):
         return str(error)
 
 
+@pytest.mark.slow
 def test_four_devices_eight_uneven_jobs_never_share_and_crashes_free_devices(tmp_path):
     """8 jobs of 0.2 to 1.6 s on 4 simulated GPUs with 6 workers, so some jobs wait for a device;
     job 2 raises while holding one. Then a worker is killed while holding one."""
@@ -121,6 +122,7 @@ def test_pool_keys_and_auto():
                                   "trainer.gpus_per_job: 2 but trainer.device_pool has 1 devices"]
 
 
+@pytest.mark.slow
 def test_joblib_launcher_end_to_end_with_a_simulated_pool(tmp_path):
     """`run -m hydra/launcher=joblib` with trainer.device_pool=[cpu,cpu]: 2 workers (the pool's
     size), 3 jobs, each told which pool device it holds; 3 records."""

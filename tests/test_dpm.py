@@ -279,6 +279,7 @@ def _channel_sq_norm(group, index):
     return sq_norm
 
 
+@pytest.mark.slow
 def test_sr_releases_a_group_whose_gradient_wants_it_back_and_the_speedup_still_holds():
     """The same step twice from the same state: with the target channel's gradient pointing
     inward (control) it is not released, with it pointing outward it is. The constructed terms

@@ -62,6 +62,7 @@ def weights(record):
     return torch.load(Path(record["run_dir"]) / "model.pt", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_a_dpm_run_reaches_its_speedup_and_records_it(finished):
     _, record, _ = finished
     report = record["pruner"]
@@ -109,6 +110,7 @@ def test_model_pt_reloads_in_one_call_and_evaluates_to_the_recorded_accuracy(fin
     assert evaluate(model, data, runtime)["test_acc"] == record["metrics"]["test_acc"]
 
 
+@pytest.mark.slow
 def test_variants_share_the_pretrained_and_the_sparse_model(finished):
     runs, record, first_lines = finished
     assert any(line.startswith("pretrain stage in") for line in first_lines)
@@ -124,6 +126,7 @@ def test_variants_share_the_pretrained_and_the_sparse_model(finished):
     assert len(list((runs / ".trained").iterdir())) == 2  # one pretrained, one sparse model
 
 
+@pytest.mark.slow
 def test_resume_after_crashes_mid_sparse_stage_and_mid_decay_is_bitwise_equal(finished, tmp_path, monkeypatch):
     _, whole, _ = finished
     runs = tmp_path / "runs"
@@ -157,6 +160,7 @@ def test_resume_after_crashes_mid_sparse_stage_and_mid_decay_is_bitwise_equal(fi
         assert torch.equal(tensor, weights(resumed)[name]), name
 
 
+@pytest.mark.slow
 def test_sigkill_during_the_pruning_phase_then_rerun_matches(finished, tmp_path):
     source_runs, whole, _ = finished
     runs = tmp_path / "runs"
@@ -184,6 +188,7 @@ def test_sigkill_during_the_pruning_phase_then_rerun_matches(finished, tmp_path)
         assert torch.equal(tensor, weights(record)[name]), name
 
 
+@pytest.mark.slow
 def test_a_two_thread_cpu_run_of_slimmed_shortcuts_does_not_crash(finished, tmp_path):
     """torch 2.13's oneDNN backward of a 1x1 stride-2 conv in channels_last with < 16 input
     channels segfaults with 2+ threads; the fine-tune stage on CPU avoids channels_last."""
@@ -238,6 +243,7 @@ def test_the_dpm2024_experiments_compose_and_validate(name):
             assert (cfg.pruner.sparse.epochs, cfg.pruner.sparse.weight_decay, cfg.pruner.sparse.reg) == (100, 0.0, 5e-4)
 
 
+@pytest.mark.slow
 def test_shortcut_a_is_refused_with_one_line(tmp_path):
     assert cli_error_lines(["run", *TINY_DPM, "model.shortcut=A", f"paths.runs_dir={tmp_path / 'runs'}"], tmp_path) == [
         "prune-bench: error: model.shortcut: 'A' (zero-pad) leaves the residual channels unprunable by "
@@ -245,6 +251,7 @@ def test_shortcut_a_is_refused_with_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_fine_tune_stage_too_short_for_the_decay_is_one_line_before_anything_trains(tmp_path):
     args = ["run", *TINY_DPM, "pruner.sp_steps=20", f"paths.runs_dir={tmp_path / 'runs'}"]
     assert cli_error_lines(args, tmp_path) == [

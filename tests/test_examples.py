@@ -42,6 +42,7 @@ def reproduced(tmp_path_factory):
     return examples, work, result.stdout
 
 
+@pytest.mark.slow
 def test_the_table_lists_the_examples_pruner_beside_gmp_and_fggp(reproduced):
     examples, work, printed = reproduced
     assert "| data | epochs | model | sparsity | method | acc | achieved | n |" in printed
@@ -61,6 +62,7 @@ def test_the_table_lists_the_examples_pruner_beside_gmp_and_fggp(reproduced):
     assert runs == {"TinyNet_sgd_RandomPruner", "TinyNet_sgd_fggp", "TinyNet_sgd_gmp"}
 
 
+@pytest.mark.slow
 def test_the_examples_run_exports_to_onnx_with_pytorchs_logits(reproduced, tmp_path, monkeypatch):
     examples, work, _ = reproduced
     run_dir = sorted((work / "runs").glob("TinyNet_sgd_RandomPruner-*"))[0]

@@ -61,6 +61,7 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0].removeprefix("prune-bench: error: ")
 
 
+@pytest.mark.slow
 def test_the_cli_writes_every_format_and_the_manifest_and_says_how_each_was_checked(exported):
     run_dir, out, result = exported
     assert result.returncode == 0, result.stderr
@@ -119,6 +120,7 @@ LOAD_WITHOUT_PROJECT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pt2", "torchscript"])
 def test_the_pytorch_files_load_with_torch_alone_and_match_at_any_batch(exported, kind, tmp_path):
     run_dir, out, _ = exported
@@ -230,6 +232,7 @@ def test_without_the_onnx_extra_the_error_names_the_extra(slimmed_run, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_failing_format_leaves_nothing_behind_and_keeps_an_earlier_export(slimmed_run, tmp_path, monkeypatch):
     def broken_trace(*args, **kwargs):
         raise RuntimeError("cannot trace\nsecond line")

@@ -452,6 +452,7 @@ def test_resume_mid_schedule_in_a_loop_is_bitwise_equal(name):
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_a_run_records_target_events_and_resumes_mid_schedule_bitwise(tiny_overrides, tmp_path, monkeypatch):
     overrides = [*tiny_overrides, "pruner=fggp", "pruner.sparsity=0.9", "pruner.init_sparsity=0.5",
                  "pruner.events=3", "pruner.t_end=0.75", "trainer.epochs=3", "data.synthetic.train_size=100"]

@@ -39,6 +39,7 @@ def test_the_session_has_a_home_of_its_own():
         assert Path(os.environ[name]).is_relative_to(home.parent) and not Path(os.environ[name]).is_relative_to(home)
 
 
+@pytest.mark.slow
 def test_a_run_with_every_logger_leaves_home_empty_and_the_source_tree_unchanged(tmp_path):
     pytest.importorskip("wandb")
     pytest.importorskip("tensorboard")

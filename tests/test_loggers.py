@@ -20,6 +20,7 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_csv_is_the_history_one_row_per_epoch_also_after_a_resume(tmp_path, tiny_overrides, monkeypatch):
     cfg = make_config([*tiny_overrides, "trainer.epochs=3", "trainer.progress=lines"])
     interrupt_in_epoch(monkeypatch, 2)
@@ -51,6 +52,7 @@ def test_tensorboard_scalars_per_epoch_and_per_pruning_event(tmp_path, tiny_over
     assert _rows(_run_dir(tmp_path, record) / "metrics.csv")  # csv beside it
 
 
+@pytest.mark.slow
 def test_tensorboard_levels_of_one_shot_pruning(tmp_path, tiny_overrides):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -64,6 +66,7 @@ def test_tensorboard_levels_of_one_shot_pruning(tmp_path, tiny_overrides):
     assert [(s.step, pytest.approx(s.value)) for s in events.Scalars("levels/test_acc")] == expected
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_the_last_epoch(tmp_path, tiny_overrides, monkeypatch):
     """The offline run's summary (the last value of every key wandb was given), read from the
     live run just before it closes, and the offline run file named by the run's identity."""

@@ -88,6 +88,7 @@ def test_finetuning_holds_the_mask(tiny_overrides):
     assert weights["fc.weight"].count_nonzero() < weights["fc.weight"].numel()
 
 
+@pytest.mark.slow
 def test_a_sweep_over_levels_trains_once(tmp_path):
     args = ["run", "-m", "+exp=resnet56_sga", "model=resnet20", "data=synthetic", "data.synthetic.train_size=100",
             "data.synthetic.test_size=50", "trainer.epochs=1", "trainer.batch_size=50", "trainer.progress=none",
@@ -105,6 +106,7 @@ def test_a_sweep_over_levels_trains_once(tmp_path):
         assert 0 <= (r["sparsity"]["prunable"] - r["sparsity"]["target"]) * r["pruner"]["n_prunable"] < 1
 
 
+@pytest.mark.slow
 def test_concurrent_jobs_of_one_sweep_train_once(tmp_path):
     import os
     import subprocess

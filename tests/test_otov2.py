@@ -183,6 +183,7 @@ def randomise_dependents_(zigs, ids, generator):
             tensor.index_copy_(dim, positions, 10 * torch.randn(shape, generator=generator))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRUNABLE)
 def test_zero_groups_are_zero_invariant_and_removal_is_exact(name):
     generator = torch.Generator().manual_seed(1)

@@ -41,6 +41,7 @@ def whole(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_dhspg_picks_sp_decays_sr_releases_and_the_target_group_sparsity_is_removed(whole):
     report = whole["pruner"]
     assert whole["status"] == "finished" and report["host"] == "otov2" and report["counter"] == "conv + linear MACs"
@@ -70,6 +71,7 @@ def test_the_zero_groups_reach_exactly_the_target_count(whole):
     assert whole["pruner"]["groups"]["removed"] == -(-3 * n // 10)
 
 
+@pytest.mark.slow
 def test_a_prune_stage_killed_mid_way_resumes_bitwise(whole, tmp_path, monkeypatch):
     cut = make_config([*OTOV2, f"paths.runs_dir={tmp_path / 'runs'}"])
     crash_after_checkpoint(monkeypatch, lambda training, state, path: training.hooks.name == "dpm" and state.epoch == 2)

@@ -211,6 +211,7 @@ def test_every_published_cell_is_drawn_at_its_true_x_and_y_with_its_own_label(sh
             assert (row["model"], (row["flops_pct"],), (row["acc"],)) in points
 
 
+@pytest.mark.slow
 def test_each_published_point_is_labelled_at_its_point_and_labels_never_overlap(shipped):
     for name in SHIPPED_PLOTS:
         spec, table = shipped[name]
@@ -346,6 +347,7 @@ def test_a_table_that_compares_side_by_side_is_plotted_in_its_long_form():
 # ----------------------------------------------------------------------------- nothing clipped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED_PLOTS)
 def test_the_whole_title_legend_and_labels_lie_inside_the_figure(shipped, name):
     spec, table = shipped[name]

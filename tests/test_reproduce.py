@@ -53,6 +53,7 @@ FULL_CELLS = {
 QUICK_CELLS_ONE_SEED = {"sga2024": 2, "fggp2024": 2 * 2, "grda2020": 3 + 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("paper", sorted(FULL_CELLS))
 def test_shipped_grids_have_the_papers_cells_and_compose(paper):
     spec = reproduce.load_grid(paper)
@@ -66,6 +67,7 @@ def test_shipped_grids_have_the_papers_cells_and_compose(paper):
                for _, cfg in quick)
 
 
+@pytest.mark.slow
 def test_a_bad_value_in_the_last_job_stops_everything_before_training(tmp_path):
     result = run_cli(["reproduce", "smoke", "--budget", "quick", *tiny(tmp_path, "optimizer.lr=0.1,-0.1")], cwd=tmp_path)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -76,6 +78,7 @@ def test_a_bad_value_in_the_last_job_stops_everything_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_unknown_paper_and_bad_seeds_are_one_line(tmp_path):
     for args, message in [(["nopaper"], "paper: unknown paper 'nopaper'; allowed: baselines, dpm2024, fggp2024"),
                           (["smoke", "--seeds", "1,x"], "--seeds: a comma-separated list of integers >= 0")]:
@@ -91,6 +94,7 @@ def _reproduce(tmp_path, seeds, *extra, budget="quick"):
     return failed, "\n".join(lines), printed.getvalue()
 
 
+@pytest.mark.slow
 def test_reproduce_runs_the_missing_cells_only_then_writes_the_table(tmp_path):
     failed, log, printed = _reproduce(tmp_path, [1])
     assert failed == [] and "all 2 runs finished" in log and printed.count("finished resnet") == 2
@@ -112,6 +116,7 @@ def _planned(tmp_path, *extra, seeds=(1,)):
     return plan.plan_jobs(reproduce.compose_all(jobs))
 
 
+@pytest.mark.slow
 def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """Ctrl-C in the second epoch of the first cell (after its epoch-1 checkpoint): status says
     interrupted; reproduce resumes that cell after epoch 1 and trains the other from scratch."""
@@ -130,6 +135,7 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert resumed["timing"]["resumed_after_epoch"] == 1 and fresh["timing"]["resumed_after_epoch"] is None
 
 
+@pytest.mark.slow
 def test_failed_and_diverged_cells_are_named_and_the_others_finish(tmp_path, capsys):
     """One cell's checkpoint is corrupt (it raises), one diverges (lr 1e30), one is fine."""
     sweep = ["model=resnet20", "optimizer.lr=0.05,1e30,0.02"]
@@ -149,6 +155,7 @@ def test_failed_and_diverged_cells_are_named_and_the_others_finish(tmp_path, cap
     assert (tmp_path / "results" / "baselines.csv").is_file()  # the table is written all the same
 
 
+@pytest.mark.slow
 def test_dry_run_lists_states_and_cost_from_a_probe(tmp_path):
     assert _reproduce(tmp_path, [1], "model=resnet20", budget="full")[0] == []
     lines = []
@@ -180,6 +187,7 @@ def test_one_shot_cells_share_one_training_in_the_plan(tmp_path):
     assert second.images_left == 0 and "its shared stages are done" in second.status.detail
 
 
+@pytest.mark.slow
 def test_when_every_cell_fails_there_is_no_table_but_the_failures_are_named(tmp_path):
     failed, log, _ = _reproduce(tmp_path, [1], "model=resnet20", "optimizer.lr=1e30")
     assert len(failed) == 1 and "(diverged: non-finite loss at step" in failed[0]

@@ -89,6 +89,7 @@ def whole_and_killed_then_resumed(overrides, tmp_path, monkeypatch, crash_when):
     return whole, resumed, lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_in", ["pretrain", "prune"])
 def test_one_shot_pretraining_and_fine_tuning_resume_bitwise(tiny_overrides, tmp_path, monkeypatch, one_thread,
                                                             crash_in):
@@ -110,6 +111,7 @@ def test_one_shot_pretraining_and_fine_tuning_resume_bitwise(tiny_overrides, tmp
         assert torch.equal(tensor, weights["resumed"][key]), key
 
 
+@pytest.mark.slow
 def test_a_sparse_stage_killed_mid_way_resumes_bitwise(tiny_overrides, tmp_path, monkeypatch, one_thread):
     overrides = [*tiny_overrides, *DPM, "pruner.sparse.epochs=2", "trainer.epochs=1", "data.synthetic.train_size=100"]
     whole, resumed, lines = whole_and_killed_then_resumed(
@@ -119,6 +121,7 @@ def test_a_sparse_stage_killed_mid_way_resumes_bitwise(tiny_overrides, tmp_path,
     assert resumed["stages"]["sparse"]["test_acc"] == whole["stages"]["sparse"]["test_acc"]
 
 
+@pytest.mark.slow
 def test_a_model_a_structural_pruner_hands_back_keeps_compilation_and_memory_format(one_thread):
     """Training.replace: the slimmed model is placed in channels_last and compiled again (the eager
     backend runs torch.compile's machinery without code generation), and training goes on."""

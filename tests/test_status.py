@@ -23,6 +23,7 @@ from prune_bench.scale.status import lock_held, render, scan
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_each_state_from_real_runs(tmp_path, tiny_overrides, monkeypatch):
     quiet = lambda line: None  # noqa: E731
     lines = ["trainer.progress=lines"]
@@ -79,6 +80,7 @@ def test_a_killed_job_releases_its_lock(tmp_path):
     assert not lock_held(tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_piped_lines_per_epoch_details_in_the_log_and_the_progress_file(tmp_path, tiny_overrides, monkeypatch):
     """200 images in batches of 10: 20 steps. Piped, one line per epoch and none inside it; the
     log holds every printed line and a detail every 2 steps (10%), 9 per epoch (the 10th is the
@@ -105,6 +107,7 @@ def test_piped_lines_per_epoch_details_in_the_log_and_the_progress_file(tmp_path
     assert len([line for line in lines if "% (" in line]) == 2 * 19
 
 
+@pytest.mark.slow
 def test_status_cli_on_a_run_m_sweep_and_for_a_paper(tmp_path):
     common = ["data=synthetic", "data.synthetic.train_size=100", "data.synthetic.test_size=50", "model=resnet20",
               "trainer.epochs=1", "trainer.batch_size=50", "scheduler=constant", "trainer.progress=none",

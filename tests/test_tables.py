@@ -205,6 +205,7 @@ def write_records(folder, records):
         (folder / f"r{i}" / "record.json").write_text(json.dumps(record))
 
 
+@pytest.mark.slow
 def test_a_table_without_matching_runs_says_so_in_one_line_and_writes_nothing(tmp_path):
     write_records(tmp_path / "runs", [run_record(["+exp=smoke"], 100.0, data="cifar10-synthetic")])
     with pytest.raises(ConfigError) as error:

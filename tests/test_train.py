@@ -65,6 +65,7 @@ def test_identity_ignores_paths_but_not_semantics(tiny_overrides, tmp_path):
     assert ident(cfg, info) != ident(cfg, {**info, "format": "jpeg"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet20", "vgg16"])  # vgg16 has dropout: the RNG state must resume too
 def test_resume_after_a_crash_is_bitwise_equal(tiny_overrides, tmp_path, monkeypatch, model):
     overrides = [*tiny_overrides, f"model={model}", "trainer.epochs=3", "scheduler=multistep",
@@ -87,6 +88,7 @@ def test_resume_after_a_crash_is_bitwise_equal(tiny_overrides, tmp_path, monkeyp
         assert torch.equal(tensor, load_weights(resumed)[name]), name
 
 
+@pytest.mark.slow
 def test_sigkill_in_epoch_two_then_rerun_resumes_and_matches(tmp_path):
     args = ["run", "+exp=smoke", "data.synthetic.train_size=300", "data.synthetic.test_size=100",
             "trainer.epochs=3", "trainer.batch_size=20", "trainer.progress=none"]
