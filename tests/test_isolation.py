@@ -46,9 +46,12 @@ def test_a_run_with_every_logger_leaves_home_empty_and_the_source_tree_unchanged
     session = tmp_path / "session"
     env = isolated_environment(session)  # what conftest.py gives the test session, afresh
     before = source_tree_state()
+    # a wandb run earlier in this test process leaves its service's address in WANDB_* variables:
+    # a CLI that inherited them would log through that service, into that test's folders
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("WANDB_")}
     result = subprocess.run(  # from the checkout, as a user of a source checkout starts it
         [sys.executable, "-m", "prune_bench.cli", *tiny(tmp_path, "logger=[csv,tensorboard,wandb]")], cwd=REPO,
-        env={**os.environ, **env, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"},
+        env={**inherited, **env, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"},
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (record,) = (tmp_path / "runs").glob("*/record.json")

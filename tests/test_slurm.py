@@ -54,8 +54,10 @@ def _sweep(tmp_path, *extra):
 
 
 def _long(tmp_path, seed):
-    """One job of 6 epochs on 400 images: long enough to be caught between checkpoints."""
-    return _sweep(tmp_path, "data.synthetic.train_size=400", "trainer.batch_size=50", "trainer.epochs=6", f"seed={seed}")
+    """One job of 12 epochs on 400 images: caught in its third epoch, it has about ten seconds of
+    training left on one quiet thread, twice the cluster's KillWait (scripts/slurm_local.sh: the
+    SIGKILL that follows a scancel's SIGTERM, which submitit lets pass) and more when loaded."""
+    return _sweep(tmp_path, "data.synthetic.train_size=400", "trainer.batch_size=50", "trainer.epochs=12", f"seed={seed}")
 
 
 def _finish(args, cwd, timeout=600):
@@ -125,7 +127,7 @@ def test_scancel_then_resubmit_resumes_from_the_checkpoint(cluster, tmp_path):
     assert "interrupted" in status.stdout and "checkpoint after epoch" in status.stdout, status.stdout
     _finish(_long(tmp_path, 1), tmp_path)
     record = json.loads((run_dir / "record.json").read_text())
-    assert record["status"] == "finished" and record["metrics"]["epochs_run"] == 6
+    assert record["status"] == "finished" and record["metrics"]["epochs_run"] == 12
     assert record["timing"]["resumed_after_epoch"] >= 1  # resumed, not restarted
 
 
@@ -148,7 +150,7 @@ def test_preempted_job_is_requeued_and_resumes(cluster, tmp_path):
     output, _ = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, output[-3000:]
     record = json.loads((Path(progress["run_dir"]) / "record.json").read_text())
-    assert record["status"] == "finished" and record["metrics"]["epochs_run"] == 6
+    assert record["status"] == "finished" and record["metrics"]["epochs_run"] == 12
     assert record["timing"]["resumed_after_epoch"] >= 1
     logs = "".join(p.read_text() for p in (tmp_path / "runs" / ".multirun" / ".submitit").glob("*/*_log.*"))
     assert "this job is preempted" in logs and "Requeued job" in logs
