@@ -8,6 +8,7 @@ import os
 import sys
 
 from .commands import command_module, fail
+from .config.catalog import check_group_overrides
 from .config.user import take_config_dir_options
 from .errors import Interrupted, PruneBenchError, in_words, suggest
 
@@ -30,12 +31,13 @@ commands:
                     included), each checked against PyTorch, with export.json (input, normalisation,
                     classes); --out DIR (default RUN_DIR/export), --format onnx,pt2,torchscript
 
---config-dir DIR (or $PRUNE_BENCH_CONFIG_DIR): your exp/, reproduce/, table/ beside the shipped
-                    ones (docs/extending.md)
+--config-dir DIR (or $PRUNE_BENCH_CONFIG_DIR), before or after the command: your exp/,
+                    reproduce/, table/ beside the shipped ones (docs/extending.md)
 """
 
 
 COMMANDS = ("run", "reproduce", "status", "table", "plot", "list", "export")  # each a module in commands/
+TAKE_OVERRIDES = ("run", "reproduce")  # their group choices (model=...) are checked before their module loads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         listing = f"use {in_words(list(COMMANDS))} (prune-bench --help says more)"
         fail(f"unknown command '{command}'; {suggest(command, COMMANDS, listing)}")
     try:
+        if command in TAKE_OVERRIDES:  # a mistyped choice answers in a moment, before torch is imported
+            check_group_overrides(args)
         return command_module(command).main(args)
     except PruneBenchError as error:
         fail(str(error))

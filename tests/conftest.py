@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from prune_bench.config.shipped import conf_dir
+from prune_bench.config.user import CONFIG_DIR_VARIABLE
 from prune_bench.config.validate import validate
 from prune_bench.engine import run as experiment
 from prune_bench.engine import stages
@@ -87,6 +88,14 @@ def pytest_unconfigure(config) -> None:
 
 
 # ----------------------------------------------------------------------------- configs and the CLI
+
+
+@pytest.fixture(autouse=True)
+def no_user_config_folders(monkeypatch):
+    """Each test starts without the user's config folders and leaves none behind: `--config-dir`
+    sets the variable in the CLI's own process (config/user.py), and a test may call the CLI in-process."""
+    monkeypatch.setenv(CONFIG_DIR_VARIABLE, "")  # recorded first, so teardown restores its absence
+    monkeypatch.delenv(CONFIG_DIR_VARIABLE)
 
 
 def make_config(overrides: list[str]):

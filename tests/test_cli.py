@@ -223,7 +223,11 @@ def test_help_list_and_status_answer_without_importing_torch_pandas_or_matplotli
     assert result.returncode == 2 and loaded == set() and "did you mean model?" in result.stderr
 
 
-def test_a_config_error_is_reported_without_importing_pandas_or_matplotlib(tmp_path):
-    result, loaded = loaded_by(["run", "model=nope"], tmp_path)
-    assert result.returncode == 2 and result.stderr.startswith("prune-bench: error: model=nope: unknown option")
-    assert loaded == {"torch"}  # the model, optimizer and pruner registries the config is checked against
+def test_a_mistyped_choice_is_reported_before_torch_is_imported(tmp_path):
+    for args in (["run", "model=nope"], ["reproduce", "sga2024", "--budget", "quick", "optimizer=adamm"]):
+        result, loaded = loaded_by(args, tmp_path)
+        assert result.returncode == 2 and loaded == set(), (args, result.stderr)
+        assert result.stderr.startswith(f"prune-bench: error: {args[-1]}: unknown option"), result.stderr
+    # a key's mistake needs the registries the config is checked against (models build to be checked)
+    result, loaded = loaded_by(["run", "optimizer.lrr=0.1"], tmp_path)
+    assert result.returncode == 2 and "optimizer.lrr" in result.stderr and loaded == {"torch"}, result.stderr

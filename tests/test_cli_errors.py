@@ -18,7 +18,8 @@ from test_data import data_cfg
 from conftest import make_config, run_cli
 from prune_bench import cli
 from prune_bench import export as export_module
-from prune_bench.config.compose import check_group_overrides, compose_config
+from prune_bench.config.catalog import check_group_overrides
+from prune_bench.config.compose import compose_config
 from prune_bench.config.shipped import shipped_names
 from prune_bench.config.validate import validate
 from prune_bench.data import load_arrays

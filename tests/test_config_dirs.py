@@ -10,7 +10,8 @@ import pytest
 
 from prune_bench import cli
 from prune_bench.config import catalog
-from prune_bench.config.compose import check_group_overrides, compose_config
+from prune_bench.config.catalog import check_group_overrides
+from prune_bench.config.compose import compose_config
 from prune_bench.config.user import (
     CONFIG_DIR_VARIABLE,
     config_dirs,
@@ -28,12 +29,6 @@ rows: {model: config.model.name, method: config.pruner.name}
 columns: {acc: metrics.test_acc}
 published: {columns: [acc]}
 """
-
-
-@pytest.fixture(autouse=True)
-def no_user_folders(monkeypatch):
-    """Each test starts without user folders and leaves none set (the CLI sets the variable)."""
-    monkeypatch.delenv(CONFIG_DIR_VARIABLE, raising=False)
 
 
 def folder_with(tmp_path, name: str, files: dict[str, str]):
@@ -64,6 +59,15 @@ def test_the_option_adds_the_folder_for_this_process_and_those_it_starts(mine, t
     assert os.environ[CONFIG_DIR_VARIABLE] == os.pathsep.join([str(other), str(mine)])
     assert config_dirs() == [other, mine]
     assert search_path_overrides() == [f"hydra.searchpath=['file://{other}','file://{mine}']"]
+
+
+def test_the_option_may_follow_the_command(mine, capsys):
+    assert take_config_dir_options(["run", "--config-dir", str(mine), "+exp=my_smoke"]) == ["run", "+exp=my_smoke"]
+    assert os.environ[CONFIG_DIR_VARIABLE] == str(mine)
+    assert cli.main(["list", "exp", f"--config-dir={mine}"]) == 0
+    assert "my_smoke" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="--config-dir: needs a folder"):
+        take_config_dir_options(["list", "--config-dir"])
 
 
 def test_a_users_files_are_named_runs_compose_them_and_list_says_where_they_come_from(mine, monkeypatch, capsys):

@@ -106,6 +106,18 @@ def test_a_custom_optimizer_gets_lr_weight_decay_unless_null_and_its_kwargs():
         "optimizer.target: torch.nn.Linear is not a subclass of torch.optim.Optimizer (it is a class)"]
 
 
+def test_dpm_stages_give_an_optimizer_that_takes_no_weight_decay_none_and_their_own_lr():
+    cfg = make_config(["data=synthetic", "optimizer=custom", "optimizer.target=torch.optim.Rprop", "pruner=dpm",
+                       "model.shortcut=B", "pruner.sparse_learning=true", "pruner.sparse.weight_decay=0",
+                       "pruner.finetune.weight_decay=0", "pruner.sparse.lr=0.03", "pruner.finetune.lr=0.02"])
+    specs = build_pruner(cfg.pruner).stages(cfg)
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert [spec.name for spec in specs] == ["pretrain", "sparse", "finetune"]
+    assert [build_optimizer(spec.optimizer, params).param_groups[0]["lr"] for spec in specs] == [
+        cfg.optimizer.lr, 0.03, 0.02]
+    assert all(spec.optimizer.weight_decay is None for spec in specs)
+
+
 def test_a_custom_schedule_is_the_factor_its_target_returns():
     cfg = {"name": "custom", "target": "custom_parts:warmup_constant", "kwargs": {"warmup_epochs": 1}}
     # 3 steps per epoch, 2 epochs: (step + 1) / 3 over the first epoch, then 1

@@ -64,8 +64,12 @@ def path_kept(monkeypatch):
      "model.target: custom_parts:RefusesWide(num_classes=10, width=32) failed (ValueError: width 32 is too wide)"),
     (["model=custom"],
      "model.target: not set; give the import path of a class or function, e.g. model.target=mypkg.nets:TinyNet"),
+    # DPM's stages give the run's optimizer their own weight decay: one that takes none cannot have it
+    (["optimizer=custom", "optimizer.target=torch.optim.Rprop", "pruner=dpm", "model.shortcut=B"],
+     "pruner.finetune.weight_decay: 0.0005, but optimizer.weight_decay is null (Rprop is given none); "
+     "set pruner.finetune.weight_decay=0"),
 ], ids=["not callable", "no such name", "forward fails", "not a Pruner", "kwargs key", "optimizer kwargs key",
-        "constructor fails", "no target"])
+        "constructor fails", "no target", "stage weight decay"])
 def test_a_bad_target_is_one_line_and_leaves_nothing(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as caught:
         cli.main(tiny(tmp_path, *extra))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..config.compose import check_group_overrides
 from ..scale.reproduce import paper_status, parse_seeds, reproduce
 from . import fail
 
@@ -19,7 +18,6 @@ def main(args: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (hydra/launcher=... too)")
     options = parser.parse_intermixed_args(args)
     seeds = parse_seeds(options.seeds) if options.seeds is not None else None
-    check_group_overrides(options.overrides)
     failed = reproduce(options.paper, options.budget, seeds, options.overrides, options.dry_run)
     if failed:
         fail("\n".join([f"{len(failed)} runs did not finish:", *failed]), code=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import hydra
 
-from ..config.compose import check_group_overrides, compose_jobs, job_overrides
+from ..config.compose import compose_jobs, job_overrides
 from ..config.shipped import conf_dir
 from ..config.user import search_path_overrides
 from ..engine.workspace import ensure_writable
@@ -28,7 +28,6 @@ def _sweep_dir(overrides: list[str], cfg) -> tuple[Path, str]:
 
 
 def main(overrides: list[str]) -> int:
-    check_group_overrides(overrides)
     jobs = compose_jobs(job_overrides(overrides))  # every job of a sweep validated before any trains
     if "-m" in overrides or "--multirun" in overrides:  # Hydra writes the sweep's multirun.yaml first
         check_schedules(jobs)  # and its pruning schedule checked against its data

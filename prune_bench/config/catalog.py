@@ -4,6 +4,7 @@ comes from. `prune-bench list` prints them; grids and tables are loaded from her
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,3 +113,22 @@ def listing(shown: list[str]) -> str:
         sections.append(["config folders: the shipped one and, in [brackets] above, yours:",
                          f"  {conf_dir()}", *(f"  {folder}" for folder in config_dirs())])
     return "\n\n".join("\n".join(section) for section in sections)
+
+
+def check_group_overrides(overrides: list[str]) -> None:
+    """Catch `model=resnet57` or `+exp=typo` before Hydra does (its message spans many lines),
+    from the config folders alone: the dispatcher calls it before it imports torch."""
+    for override in overrides:
+        if override.startswith("-") or "=" not in override:
+            continue
+        key, value = override.split("=", 1)
+        group = key.lstrip("+~")
+        if "/" in group or "." in group or group not in groups():
+            continue
+        if not re.fullmatch(r"[\w\-,]+", value):  # sweep syntax like choice(...): leave to Hydra
+            continue
+        options = names(group)
+        for choice in value.split(","):
+            if choice not in options:
+                hint = f"run prune-bench list {group} to see all {len(options)}"
+                raise ConfigError(f"{group}={choice}: unknown option; {suggest(choice, options, hint)}")

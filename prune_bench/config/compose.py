@@ -15,7 +15,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, suggest
 from . import resolvers  # noqa: F401  (registers the resolvers the config tree uses)
-from .catalog import groups, names
 from .hydra_private import sweep_jobs
 from .schema import first_unknown_key
 from .shipped import conf_dir
@@ -28,24 +27,6 @@ def one_line(error: Exception) -> str:
     option lists and links on further lines)."""
     text = str(error).split("\n\n")[0]
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__
-
-
-def check_group_overrides(overrides: list[str]) -> None:
-    """Catch `model=resnet57` or `+exp=typo` before Hydra does (its message spans many lines)."""
-    for override in overrides:
-        if override.startswith("-") or "=" not in override:
-            continue
-        key, value = override.split("=", 1)
-        group = key.lstrip("+~")
-        if "/" in group or "." in group or group not in groups():
-            continue
-        if not re.fullmatch(r"[\w\-,]+", value):  # sweep syntax like choice(...): leave to Hydra
-            continue
-        options = names(group)
-        for choice in value.split(","):
-            if choice not in options:
-                listing = f"run prune-bench list {group} to see all {len(options)}"
-                raise ConfigError(f"{group}={choice}: unknown option; {suggest(choice, options, listing)}")
 
 
 def job_overrides(argv: list[str]) -> list[str]:

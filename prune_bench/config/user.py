@@ -21,19 +21,25 @@ OPTION = "--config-dir"
 
 
 def take_config_dir_options(argv: list[str]) -> list[str]:
-    """The command line without its leading `--config-dir DIR` (or `--config-dir=DIR`) options,
-    which go before those $PRUNE_BENCH_CONFIG_DIR already names (absolute, so jobs started in
-    another folder find them). The folders are checked (`config_dirs`)."""
-    given, rest = [], list(argv)
-    while rest and (rest[0] == OPTION or rest[0].startswith(OPTION + "=")):
-        if rest[0] == OPTION:
-            if len(rest) < 2:
+    """The command line without its `--config-dir DIR` (or `--config-dir=DIR`) options, before
+    the command or after it (`prune-bench run --config-dir DIR ...` too: Hydra's own option of
+    that name would add the folder to the same search path). The folders go before those
+    $PRUNE_BENCH_CONFIG_DIR already names (absolute, so jobs started in another folder find
+    them), and are checked (`config_dirs`)."""
+    given, rest, position = [], [], 0
+    while position < len(argv):
+        arg = argv[position]
+        if arg == OPTION:
+            if position + 1 == len(argv):
                 raise ConfigError(f"{OPTION}: needs a folder, e.g. {OPTION} my_configs")
-            given.append(rest[1])
-            rest = rest[2:]
+            given.append(argv[position + 1])
+            position += 2
+            continue
+        if arg.startswith(OPTION + "="):
+            given.append(arg.split("=", 1)[1])
         else:
-            given.append(rest[0].split("=", 1)[1])
-            rest = rest[1:]
+            rest.append(arg)
+        position += 1
     if given:
         earlier = os.environ.get(CONFIG_DIR_VARIABLE, "")
         folders = [str(Path(folder).expanduser().resolve()) for folder in given]

@@ -29,11 +29,12 @@ from omegaconf import DictConfig
 
 from .. import layout
 from ..data import Augment, DeviceData, steps_per_epoch
+from ..errors import ConfigError
 from ..humanize import n_epochs
 from ..identity import config_hash, run_identity
 from ..metrics import zero_fraction
 from ..models import ModelSpec
-from ..optim import build_optimizer, build_scheduler
+from ..optim import OPTIMIZERS, build_optimizer, build_scheduler
 from ..pruning import Pruner, TrainContext
 from ..pruning.dpm.shapes import layer_shapes, restore_shapes
 from .checkpoint import (
@@ -88,6 +89,10 @@ def plan_stages(cfg: DictConfig, data_info: dict, pruner: Pruner) -> list[Stage]
     is checked against the stage it acts in (Pruner.plan raises ConfigError when it does not fit),
     so every job of a sweep is checked before any trains."""
     specs = pruner.stages(cfg)
+    problems = [f"the {spec.name} stage's {problem}" for spec in specs
+                for problem in OPTIMIZERS[spec.optimizer.name].validate(spec.optimizer)]
+    if problems:  # a stage's own lr or weight decay given to the run's optimizer (stage_sections)
+        raise ConfigError("\n".join(problems))
     runs_dir = layout.runs_root(cfg)
     stages: list[Stage] = []
     for index, spec in enumerate(specs):

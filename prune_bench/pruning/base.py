@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
 from ..models import ModelSpec
 from ..targets import label
 
@@ -120,11 +121,20 @@ def pretrain_stage(cfg: DictConfig) -> StageSpec:
                      shared_as=f"{label(cfg.model)}_{label(cfg.optimizer)}")
 
 
-def stage_sections(cfg: DictConfig, section, **trainer) -> tuple[DictConfig, DictConfig, DictConfig]:
-    """Optimizer, scheduler and trainer of a stage from a section holding lr, weight_decay,
-    scheduler and epochs: the run's optimizer with the section's lr and weight decay, its
-    scheduler, the run's trainer with its epochs (and any `trainer` keys given)."""
-    optimizer = OmegaConf.merge(cfg.optimizer, {"lr": section.lr, "weight_decay": section.weight_decay})
+def stage_sections(cfg: DictConfig, name: str, **trainer) -> tuple[DictConfig, DictConfig, DictConfig]:
+    """Optimizer, scheduler and trainer of a stage from the section `pruner.<name>`, which holds
+    lr, weight_decay, scheduler and epochs: the run's optimizer with the section's lr and weight
+    decay, its scheduler, the run's trainer with its epochs (and any `trainer` keys given). An
+    optimizer that takes no weight decay (a custom one with optimizer.weight_decay null) gets
+    none here either, and a section that asks for one is a ConfigError naming its key."""
+    section = cfg.pruner[name]
+    decay = {"weight_decay": section.weight_decay}
+    if cfg.optimizer.get("weight_decay", 0.0) is None:
+        if section.weight_decay:
+            raise ConfigError(f"pruner.{name}.weight_decay: {section.weight_decay}, but optimizer.weight_decay is "
+                              f"null ({label(cfg.optimizer)} is given none); set pruner.{name}.weight_decay=0")
+        decay = {}
+    optimizer = OmegaConf.merge(cfg.optimizer, {"lr": section.lr, **decay})
     return optimizer, section.scheduler, OmegaConf.merge(cfg.trainer, {"epochs": section.epochs, **trainer})
 
 

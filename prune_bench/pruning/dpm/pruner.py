@@ -119,11 +119,11 @@ class DPMPruner(Pruner):
         stages = [pretrain_stage(cfg)]
         if self.sparse_learning:
             section = cfg.pruner.sparse
-            optimizer, scheduler, trainer = stage_sections(cfg, section)
+            optimizer, scheduler, trainer = stage_sections(cfg, "sparse")
             key = {"host": cfg.pruner.host, "sparse": OmegaConf.to_container(section, resolve=True)}
             stages.append(StageSpec("sparse", "sparse", optimizer, scheduler, trainer, cfg.seed + 1, self.sparse_hooks,
                                     shared_as=f"{label(cfg.model)}_{cfg.pruner.host}-sparse", key=key))
-        optimizer, scheduler, trainer = stage_sections(cfg, cfg.pruner.finetune)
+        optimizer, scheduler, trainer = stage_sections(cfg, "finetune")
         name = "prune" if self.otov2 else "finetune"
         stages.append(StageSpec(name, "prune", optimizer, scheduler, trainer, cfg.seed + 2, lambda: self))
         return stages
