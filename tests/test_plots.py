@@ -379,6 +379,18 @@ def test_the_whole_title_legend_and_labels_lie_inside_the_figure(shipped, name):
     assert width >= fig.bbox.width * 0.9 and height >= fig.bbox.height * 0.9  # the saved image is the figure
 
 
+def test_a_panel_with_values_on_one_axis_only_shows_no_scale_on_the_other(shipped):
+    spec, table = shipped["dpm2024"]
+    data = plots.plot_data(spec, table)
+    fig = plots.figure(data)
+    for panel, axes in zip(data.panels, fig.axes):
+        in_panel = [item for item in data.series if item.panel == panel]
+        has_x, has_y = any(item.xs for item in in_panel), any(item.ys for item in in_panel)
+        assert bool(len(axes.get_yticks())) == has_y and bool(len(axes.get_xticks())) == has_x, panel
+    assert [panel for panel in data.panels if not any(item.ys for item in data.series if item.panel == panel)] == [
+        "resnet50"]  # the paper gives ResNet-50's FLOPs without its top-1
+
+
 def test_a_panel_per_model_and_one_colour_per_host(shipped):
     spec, table = shipped["dpm2024"]
     data = plots.plot_data(spec, table)

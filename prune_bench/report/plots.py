@@ -58,7 +58,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from ..errors import ConfigError
 from ..humanize import n_epochs
@@ -78,7 +78,7 @@ AXES_HEIGHT = 3.0  # inches
 LABEL_STEP = 4.0  # points between the rings of candidate places of a published point's label
 READING = "ours: mean ± std over seeds; hollow markers, dotted lines: not the paper's setting"
 PUBLISHED_ENTRY = "published (named beside each star)"
-PUBLISHED_LINE_ENTRY = "published without an x value (named beside its line)"
+PUBLISHED_LINE_ENTRY = "published with one value of the two (a line at it, named beside it)"
 TAG_LINE = 30  # characters: a published point's label breaks between phrases beyond this
 OTHER_SETTING = " (not the paper's setting)"
 MIN_X_SPAN = 0.04  # a panel's x range spans at least this fraction of its largest |x|
@@ -475,6 +475,11 @@ def figure(data: PlotData) -> Figure:
         axes.margins(x=0.1, y=0.12)  # room for the labels beside the outermost points
         if data.xtick_scale != 1.0:
             axes.xaxis.set_major_formatter(FuncFormatter(scaled_tick(data.xtick_scale)))
+        in_panel = [item for item in data.series if item.panel == panel]
+        if not any(item.ys for item in in_panel):  # only lines at an x (no y given): no made-up y scale
+            axes.yaxis.set_major_locator(NullLocator())
+        if not any(item.xs for item in in_panel):
+            axes.xaxis.set_major_locator(NullLocator())
     fig.suptitle(title, fontsize=FONT + 1.5)
     for axes in axes_of.values():
         widen_x(axes)
