@@ -28,12 +28,13 @@ def bad_data(tmp_path_factory):
     return folder
 
 
+YOURS = " (one of your own: prune-bench --config-dir DIR ...)"  # said while no user folder is given
 BAD_INPUTS = [
     (["model=resnet57"], "model=resnet57: unknown option; did you mean resnet56, resnet50 or resnet152?"),
     (["model.name=resnet57"], "model.name: 'resnet57' is not allowed; use one of resnet20"),
     (["optimizer=adamx"], "optimizer=adamx: unknown option; did you mean adam?"),
     (["data.name=cifar1000"], "data.name: 'cifar1000' is not allowed; use cifar10 or cifar100"),
-    (["+exp=nope"], f"exp=nope: unknown option; run prune-bench list exp to see all {len(shipped_names('exp'))}"),
+    (["+exp=nope"], f"exp=nope: unknown option; run prune-bench list exp to see all {len(shipped_names('exp'))}" + YOURS),
     (["optimizer.lr=-0.1"], "optimizer.lr: must be a number > 0, got -0.1"),
     (["optimizer.lr=0"], "optimizer.lr: must be a number > 0, got 0"),
     (["trainer.epochs=0"], "trainer.epochs: must be a positive integer, got 0"),

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import tiny
+from test_cli import YOURS, tiny
 from test_data import data_cfg
 
 from conftest import make_config, run_cli
@@ -97,8 +97,8 @@ def test_no_data_names_the_data_options_and_variables_that_exist(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("+exp=resnet56_sgaa", "exp=resnet56_sgaa: unknown option; did you mean resnet56_sga, resnet56_adam or resnet152_sga?"),
     ("model=resnet57", "model=resnet57: unknown option; did you mean resnet56, resnet50 or resnet152?"),
-    ("+exp=xyz", f"exp=xyz: unknown option; run prune-bench list exp to see all {len(shipped_names('exp'))}"),
-    ("model=wrn", f"model=wrn: unknown option; run prune-bench list model to see all {len(shipped_names('model'))}"),
+    ("+exp=xyz", f"exp=xyz: unknown option; run prune-bench list exp to see all {len(shipped_names('exp'))}" + YOURS),
+    ("model=wrn", f"model=wrn: unknown option; run prune-bench list model to see all {len(shipped_names('model'))}" + YOURS),
 ], ids=["experiment", "model", "experiment far off", "model far off"])
 def test_a_mistyped_option_gets_at_most_three_suggestions_or_how_to_list_them(override, message):
     with pytest.raises(ConfigError) as caught:

@@ -74,6 +74,9 @@ def test_a_users_files_are_named_runs_compose_them_and_list_says_where_they_come
     monkeypatch.setenv(CONFIG_DIR_VARIABLE, str(mine))
     assert catalog.names("exp")[-1] == "smoke" and "my_smoke" in catalog.names("exp")
     check_group_overrides(["+exp=my_smoke", "model=wide20"])  # both known
+    with pytest.raises(ConfigError) as caught:  # a far-off name: the listing, now with the user's folder in it
+        check_group_overrides(["model=xyz"])
+    assert str(caught.value) == f"model=xyz: unknown option; run prune-bench list model to see all {len(catalog.names('model'))}"
     cfg = compose_config(["+exp=my_smoke", "model=wide20"])
     assert cfg.trainer.epochs == 3 and cfg.name == "smoke" and cfg.model.shortcut == "B"
     assert cli.main(["list"]) == 0

@@ -131,4 +131,6 @@ def check_group_overrides(overrides: list[str]) -> None:
         for choice in value.split(","):
             if choice not in options:
                 hint = f"run prune-bench list {group} to see all {len(options)}"
+                if not config_dirs():
+                    hint += " (one of your own: prune-bench --config-dir DIR ...)"
                 raise ConfigError(f"{group}={choice}: unknown option; {suggest(choice, options, hint)}")
