@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import ConfigError, suggest
+from ..errors import ConfigError
 from . import resolvers  # noqa: F401  (registers the resolvers the config tree uses)
 from .hydra_private import sweep_jobs
 from .schema import first_unknown_key
